@@ -1,0 +1,46 @@
+# Footprint: two commands for a newcomer, `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test services test-unit test-system bench dlq-list dlq-replay clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+## make run: the embedded platform in one process (gateway on http://127.0.0.1:8080, memory:// bus, mongomock, ./var)
+run: $(STAMP)
+	$(PY) -m deploy.embedded
+
+## make test: everything (unit, in-process service tests, system tests with gunicorn + RabbitMQ)
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit tests/service
+
+test-system: $(STAMP)
+	$(PY) -m pytest -q tests/system
+
+## make services: each service and the gateway as separate gunicorn processes against RabbitMQ on localhost
+services: $(STAMP)
+	$(PY) -m deploy.services
+
+bench: $(STAMP)
+	$(PY) -m bench.login_latency
+	$(PY) -m bench.bus_throughput
+	$(PY) -m bench.import_students
+
+## make dlq-list / make dlq-replay QUEUE=gateway.access-revocation: inspect and replay dead letters (RabbitMQ)
+dlq-list: $(STAMP)
+	$(PY) -m shared.dlq list
+
+dlq-replay: $(STAMP)
+	$(PY) -m shared.dlq replay $(QUEUE)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

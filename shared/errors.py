@@ -1,0 +1,82 @@
+"""Domain errors and the one table that maps them to HTTP.
+
+A service raises ``DomainError("code")``; the HTTP kit renders it as RFC 9457 ``application/problem+json``
+with the status, zh-TW and English messages from ERRORS. Codes are stable: portals switch on them.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# code: (HTTP status, zh-TW message, English message)
+ERRORS: dict[str, tuple[int, str, str]] = {
+    "malformed_json": (400, "請求內容不是有效的 JSON。", "The request body is not valid JSON."),
+    "unsupported_media_type": (415, "不支援的內容類型。", "Unsupported content type."),
+    "validation_failed": (422, "欄位驗證失敗。", "Some fields are invalid."),
+    "payload_too_large": (413, "上傳內容超過大小上限。", "The request body is too large."),
+    "unauthenticated": (401, "請先登入。", "Authentication is required."),
+    "invalid_token": (401, "登入憑證無效或已過期。", "The token is invalid or expired."),
+    "token_revoked": (401, "登入憑證已被撤銷，請重新登入。", "The token has been revoked; sign in again."),
+    "invalid_credentials": (401, "學校代碼、帳號或密碼錯誤。", "Wrong school code, username or password."),
+    "account_locked": (423, "登入失敗次數過多，帳號暫時鎖定。", "Too many failed sign-ins; the account is locked for a while."),
+    "account_inactive": (403, "此帳號已停用。", "This account is deactivated."),
+    "password_change_required": (403, "首次登入請先變更密碼。", "Change your initial password first."),
+    "weak_password": (422, "密碼至少 10 個字元，且不可與帳號或舊密碼相同。", "Passwords need 10+ characters and must differ from the username and the old password."),
+    "forbidden": (403, "您沒有執行此操作的權限。", "You are not allowed to do this."),
+    "not_found": (404, "找不到資料。", "Not found."),
+    "route_not_found": (404, "找不到此 API 路徑。", "No such API route."),
+    "method_not_allowed": (405, "不支援此 HTTP 方法。", "Method not allowed."),
+    "conflict": (409, "資料已存在或狀態衝突。", "The resource already exists or is in a conflicting state."),
+    "invalid_national_id": (422, "身分證字號或居留證號格式或檢查碼錯誤。", "The national ID or resident certificate number is malformed or fails its check digit."),
+    "invalid_import_file": (422, "匯入檔案無法讀取，請使用 CSV 或 XLSX。", "The import file cannot be read; use CSV or XLSX."),
+    "rate_limited": (429, "請求過於頻繁，請稍後再試。", "Too many requests; retry later."),
+    "upstream_unavailable": (503, "服務暫時無法使用，請稍後再試。", "A service is temporarily unavailable; retry later."),
+    "upstream_timeout": (504, "服務回應逾時，請稍後再試。", "A service did not answer in time; retry later."),
+    "internal_error": (500, "系統發生錯誤，已記錄並將處理。", "Something went wrong on our side; it has been logged."),
+}
+
+
+class DomainError(Exception):
+    """A failure the caller can act on. ``code`` must be a key of ERRORS."""
+
+    def __init__(self, code: str, detail: str | None = None, *, errors: list[dict] | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any):
+        if code not in ERRORS:
+            raise KeyError(f"unknown error code {code!r}: add it to shared.errors.ERRORS")
+        super().__init__(detail or code)
+        self.code = code
+        self.detail = detail
+        self.errors = errors or []
+        self.headers = headers or {}
+        self.extra = extra
+
+    @property
+    def status(self) -> int:
+        return ERRORS[self.code][0]
+
+
+def problem(code: str, detail: str | None = None, *, errors: list[dict] | None = None,
+            request_id: str | None = None, **extra: Any) -> dict:
+    """The problem+json body for ``code``."""
+    status, zh, en = ERRORS[code]
+    body: dict[str, Any] = {
+        "type": f"urn:footprint:problem:{code}",
+        "title": en,
+        "status": status,
+        "code": code,
+        "message": {"zh-TW": zh, "en": en},
+    }
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = errors
+    if request_id:
+        body["request_id"] = request_id
+    body.update(extra)
+    return body
+
+
+def field_error(field: str, code: str, en: str, zh: str) -> dict:
+    """One entry of a problem's ``errors`` list (also used for import row reports)."""
+    return {"field": field, "code": code, "message": {"zh-TW": zh, "en": en}}
