@@ -1,0 +1,99 @@
+"""Separate processes on one host (``make services``): each service and the gateway as its own gunicorn
+process against RabbitMQ on localhost. Also used by the system tests and benchmarks.
+
+With mongomock (no MongoDB server here) each service is a single gunicorn process whose relay and
+consumers run inside it; point DOCUMENTS_URL at a real MongoDB to run web and worker processes apart
+(deploy/worker.py) and to scale web processes with WEB_CONCURRENCY.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PORTS = {"identity": 8101, "gateway": 8080}
+ORDER = ("identity", "gateway")  # the gateway fetches identity's keys, so identity comes first
+
+
+def rabbitmq_url() -> str:
+    return os.environ.get("BUS_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+class ProcessSet:
+    def __init__(self, *, ports: dict[str, int] | None = None, env: dict[str, str] | None = None,
+                 var_dir: str | None = None, log_dir: str | None = None):
+        self.ports = {**PORTS, **(ports or {})}
+        self.var_dir = var_dir or str(ROOT / "var")
+        self.log_dir = Path(log_dir or Path(self.var_dir) / "logs")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            **os.environ, "BUS_URL": rabbitmq_url(), "DOCUMENTS_URL": os.environ.get("DOCUMENTS_URL", "mongomock://"),
+            "FOOTPRINT_VAR_DIR": self.var_dir, "FOOTPRINT_SEED_DEMO": "1", "PYTHONPATH": str(ROOT),
+            **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in self.ports.items()},
+            **(env or {}),
+        }
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start(self, timeout: float = 30.0) -> "ProcessSet":
+        for name in ORDER:
+            env = {**self.env, "BIND": f"127.0.0.1:{self.ports[name]}", "FOOTPRINT_PROCESS": f"footprint-{name}",
+                   "OTEL_SERVICE_NAME": name}
+            log = open(self.log_dir / f"{name}.log", "ab")
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), f"deploy.wsgi:{name}()"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.wait_ready(name, timeout)
+        return self
+
+    def wait_ready(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited; see {self.log_dir / (name + '.log')}")
+            try:
+                with urllib.request.urlopen(f"{self.url(name)}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except Exception:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} not ready after {timeout}s; see {self.log_dir / (name + '.log')}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.procs.clear()
+
+    def pid(self, name: str) -> int:
+        return self.procs[name].pid
+
+
+def main() -> None:
+    processes = ProcessSet().start()
+    print(f"Footprint services up: gateway {processes.url('gateway')}, identity {processes.url('identity')} "
+          f"(RabbitMQ {rabbitmq_url()}; logs in {processes.log_dir}). Demo accounts as in `make run`. Ctrl-C stops.",
+          flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        processes.stop()
+
+
+if __name__ == "__main__":
+    main()
