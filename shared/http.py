@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any, Callable
 
+import mongoengine
 from flask import Blueprint, Flask, Response, g, request
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
@@ -161,6 +162,12 @@ def _install_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def on_domain_error(exc: DomainError):
         return problem_response(exc.code, exc.detail, errors=exc.errors, headers=exc.headers, **exc.extra)
+
+    @app.errorhandler(mongoengine.errors.ValidationError)
+    def on_document_invalid(exc):
+        # A document that fails its own schema: the input got past the API models; still the caller's 4xx.
+        errors = [field_error(name, "invalid", str(err), f"欄位 {name} 不正確") for name, err in (exc.errors or {}).items()]
+        return problem_response("validation_failed", str(exc.message)[:300], errors=errors)
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException):

@@ -164,8 +164,7 @@ def import_users(identity: Identity, principal: Principal, school_code: str, kin
     if not _can_manage(principal, ["student"] if kind == "students" else ["subject_teacher"]):
         raise DomainError("forbidden")
     results = _parse(kind, stream)
-    existing = {u.username: u for u in User.objects(school=school.code).only(
-        "id", "username", "roles", "student", "import_fingerprint", "display_name", "homeroom_class", "version", "active", "city")}
+    existing = {u.username: u for u in User.objects(school=school.code)}
     by_student_no = {u.student.student_no: u for u in existing.values() if u.student is not None}
     seen_keys: set[str] = set()
     creates, updates, unchanged = [], [], 0

@@ -1,0 +1,81 @@
+"""Shared fixtures: fresh in-memory documents per test, the identity service in-process, tokens."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from shared.config import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rabbitmq_available(timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5672), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> str:
+    """The real RabbitMQ at 127.0.0.1:5672, started if it is down."""
+    if not rabbitmq_available():
+        subprocess.run(["rabbitmq-server", "-detached"], check=False)
+        deadline = time.monotonic() + 60
+        while not rabbitmq_available() and time.monotonic() < deadline:
+            time.sleep(1)
+        time.sleep(3)  # the port opens a moment before the broker accepts logins
+    assert rabbitmq_available(), "RabbitMQ is not reachable at 127.0.0.1:5672"
+    return "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(service="identity", bus_url=f"memory://", documents_url="mongomock://", var_dir=tmp_path,
+                    relay_poll_seconds=0.05, consumer_backoff_ms=10, consumer_max_retries=2)
+
+
+@pytest.fixture
+def identity_runtime(settings):
+    from services.identity.app import create_runtime
+
+    runtime = create_runtime(settings)
+    yield runtime
+    runtime.stop_workers()
+
+
+@pytest.fixture
+def demo(identity_runtime):
+    from services.identity.domain import seed_demo
+
+    return seed_demo(identity_runtime.state["identity"])
+
+
+@pytest.fixture
+def client(identity_runtime, demo):
+    return identity_runtime.create_app().test_client()
+
+
+def login(client, school: str, username: str, password: str = "footprint-demo") -> dict:
+    response = client.post("/api/v1/auth/login", json={"school": school, "username": username, "password": password})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def bearer(tokens: dict | str) -> dict:
+    token = tokens if isinstance(tokens, str) else tokens["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:8]
