@@ -37,10 +37,10 @@ bench: $(STAMP)
 
 ## make dlq-list / make dlq-replay QUEUE=gateway.access-revocation: inspect and replay dead letters (RabbitMQ)
 dlq-list: $(STAMP)
-	$(PY) -m shared.dlq list
+	$(PY) -m deploy.dlq list
 
 dlq-replay: $(STAMP)
-	$(PY) -m shared.dlq replay $(QUEUE)
+	$(PY) -m deploy.dlq replay $(QUEUE)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -6,7 +6,7 @@ Topology (declared idempotently by every process that uses it):
   queue (7-day TTL) instead of dropping them; a publish that is still returned (mandatory) or nacked raises.
 - per consuming service and purpose, a durable queue ``<service>.<purpose>`` (replicas compete on it),
   plus ``<queue>.retry`` (TTL'd messages dead-letter back into the queue: backoff) and ``<queue>.dlq``
-  (exhausted or poison messages, for an operator to inspect and replay: ``python -m shared.dlq``).
+  (exhausted or poison messages, for an operator to inspect and replay: ``python -m deploy.dlq``).
 
 On ``memory://`` (one process) the same code runs; retries back off in the consumer thread because the
 in-memory transport has no TTL or dead-lettering.
@@ -54,7 +54,7 @@ def events_exchange(name: str = EXCHANGE, *, alternate: bool = True) -> Exchange
 
 def declare_topology(channel, exchange: Exchange) -> None:
     exchange(channel).declare()
-    if exchange.arguments.get("alternate-exchange"):
+    if (exchange.arguments or {}).get("alternate-exchange"):
         unrouted = Exchange(UNROUTED, type="fanout", durable=True)
         unrouted(channel).declare()
         Queue(UNROUTED, unrouted, durable=True, queue_arguments={"x-message-ttl": 7 * 24 * 3600 * 1000})(channel).declare()
@@ -190,17 +190,17 @@ class ConsumerWorker(threading.Thread):
         self.sub = sub
         self.processed = processed
         self.is_memory = url.startswith("memory://")
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.handled = 0
         self.dead_lettered = 0
         self.ready = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         delay = 0.5
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with _connection(self.url) as conn:
                     conn.ensure_connection(max_retries=1)
@@ -211,16 +211,16 @@ class ConsumerWorker(threading.Thread):
                                   prefetch_count=self.sub.prefetch):
                         self.ready.set()
                         delay = 0.5
-                        while not self._stop.is_set():
+                        while not self._halt.is_set():
                             try:
                                 conn.drain_events(timeout=0.5)
                             except socket.timeout:
                                 continue
             except Exception as exc:
-                if self._stop.is_set():
+                if self._halt.is_set():
                     break
                 log.warning("consumer %s reconnecting in %.1fs: %s", self.sub.queue, delay, exc)
-                self._stop.wait(delay)
+                self._halt.wait(delay)
                 delay = min(delay * 2, 10.0)
 
     # -- message handling -------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ class ConsumerWorker(threading.Thread):
                     retries += 1
                     if self.is_memory:
                         # The in-memory transport cannot delay a message; wait here and try again.
-                        if self._stop.wait(backoff):
+                        if self._halt.wait(backoff):
                             return  # shutting down: leave unacked, it is redelivered
                         continue
                     self._republish(RETRY_EXCHANGE, body, {**headers, RETRIES_HEADER: retries}, expiration=backoff)

@@ -117,7 +117,7 @@ class OutboxRelay(threading.Thread):
         self.poll_seconds = poll_seconds
         self.batch = batch
         self._wake = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.published = 0
 
     def notify(self) -> None:
@@ -125,7 +125,7 @@ class OutboxRelay(threading.Thread):
         self._wake.set()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self._wake.set()
 
     def relay_once(self) -> int:
@@ -149,7 +149,7 @@ class OutboxRelay(threading.Thread):
 
     def run(self) -> None:
         backoff = self.poll_seconds
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 moved = self.relay_once()
                 backoff = self.poll_seconds
@@ -158,7 +158,7 @@ class OutboxRelay(threading.Thread):
             except Exception as exc:  # broker down, refused publish, store hiccup: keep events, retry later
                 log.warning("outbox relay paused: %s; retrying in %.1fs", exc, backoff)
                 self.bus.reset()
-                self._stop.wait(backoff)
+                self._halt.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
             self._wake.wait(self.poll_seconds)
