@@ -5,6 +5,8 @@ server. Each service owns ``footprint_<service>``; no service reads another's co
 """
 from __future__ import annotations
 
+import uuid
+
 import mongoengine
 from mongoengine.connection import get_db
 
@@ -16,7 +18,9 @@ def connect_documents(service: str, url: str, *, db_name: str | None = None) -> 
     if url.startswith("mongomock://"):
         import mongomock
 
-        mongoengine.connect(db=db_name, alias=service, host="mongodb://localhost",
+        # A distinct appname per connection: mongoengine reuses a client whose settings equal another
+        # alias's, which would make two services (or two test runs) share one in-memory store.
+        mongoengine.connect(db=db_name, alias=service, host="mongodb://localhost", appname=f"{service}-{uuid.uuid4().hex}",
                             mongo_client_class=mongomock.MongoClient, tz_aware=True)
     else:
         mongoengine.connect(db=db_name, alias=service, host=url, tz_aware=True,
