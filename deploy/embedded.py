@@ -28,12 +28,14 @@ class Platform:
         from shared.tracing import init_tracing
 
         init_tracing("footprint-embedded")
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway logs requests with ids already
         self.identity = identity_runtime()
         self.demo = seed_demo(self.identity.state["identity"]) if seed else None
         identity_port = int(os.environ["IDENTITY_URL"].rsplit(":", 1)[1])
         self.servers = [make_server(host, identity_port, self.identity.create_app(), threaded=True)]
         self.gateway = gateway_runtime()
-        self.servers.append(make_server(host, gateway_port, self.gateway.create_app(), threaded=True))
+        self.gateway_app = self.gateway.create_app()
+        self.servers.append(make_server(host, gateway_port, self.gateway_app, threaded=True))
         self.url = f"http://{host}:{self.servers[-1].server_port}"
         self.threads: list[threading.Thread] = []
 

@@ -92,7 +92,7 @@ class Gateway:
         if (request.method, path) not in routes.PUBLIC:
             principal = self.runtime.verifier.verify(_bearer())
             g.principal = principal
-            if self.revocations.revoked(principal.user_id, principal.school, principal.issued_at):
+            if self.revocations.revoked(principal.user_id, principal.school, principal.issued_at_ms):
                 raise DomainError("token_revoked")
             wait = self.user_limits.take(f"user:{principal.user_id}")
             if wait:

@@ -62,12 +62,11 @@ class RevocationCheck:
             self._cache[key] = (moment, value)
         return value
 
-    def revoked(self, user_id: str, school: str | None, issued_at: int) -> bool:
+    def revoked(self, user_id: str, school: str | None, issued_at_ms: int) -> bool:
         for key in (f"user:{user_id}", f"school:{school}" if school else None):
             if key is None:
                 continue
             not_before = self._not_before(key)
-            # Token iat has whole seconds: compare on whole seconds so a token minted right after the change passes.
-            if not_before is not None and issued_at < int(not_before):
+            if not_before is not None and issued_at_ms < int(not_before * 1000):
                 return True
         return False

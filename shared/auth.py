@@ -35,6 +35,7 @@ class Principal:
     city: str
     roles: tuple[str, ...]
     issued_at: int
+    issued_at_ms: int = 0  # millisecond precision: a revocation in the same second as issuance still counts
     must_change_password: bool = False
     # Suspended/transferred students keep a temporary account that may only confirm receipts.
     receipts_only: bool = False
@@ -57,6 +58,7 @@ class Principal:
     def from_claims(cls, claims: dict) -> "Principal":
         return cls(user_id=claims["sub"], username=claims.get("usr", ""), school=claims.get("sch"),
                    city=claims.get("city", ""), roles=tuple(claims.get("roles", [])), issued_at=int(claims["iat"]),
+                   issued_at_ms=int(claims.get("ims") or int(claims["iat"]) * 1000),
                    must_change_password=bool(claims.get("pwd", False)), receipts_only=bool(claims.get("rst", False)),
                    token_id=claims.get("jti", ""))
 

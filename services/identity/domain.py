@@ -54,7 +54,7 @@ def _access_token(identity: Identity, user: User) -> str:
     claims = {
         "iss": ISSUER, "aud": AUDIENCE, "typ": "access", "sub": user.id, "usr": user.username, "name": user.display_name,
         "sch": user.school, "city": user.city, "roles": list(user.roles), "pwd": bool(user.must_change_password),
-        "rst": user.receipts_only, "iat": int(issued.timestamp()), "exp": int(issued.timestamp()) + identity.access_ttl,
+        "rst": user.receipts_only, "iat": int(issued.timestamp()), "ims": int(issued.timestamp() * 1000), "exp": int(issued.timestamp()) + identity.access_ttl,
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, identity.keys.private_key, algorithm=ALGORITHM, headers={"kid": identity.keys.kid})
