@@ -42,8 +42,8 @@ class ProcessSet:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self, timeout: float = 30.0) -> "ProcessSet":
-        for name in ORDER:
+    def start(self, timeout: float = 30.0, names: tuple[str, ...] = ORDER) -> "ProcessSet":
+        for name in names:
             env = {**self.env, "BIND": f"127.0.0.1:{self.ports[name]}", "FOOTPRINT_PROCESS": f"footprint-{name}",
                    "OTEL_SERVICE_NAME": name}
             log = open(self.log_dir / f"{name}.log", "ab")
@@ -80,6 +80,22 @@ class ProcessSet:
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid
+
+    def peak_rss_kib(self, name: str) -> int:
+        """Peak resident memory (VmHWM) of a process and its gunicorn workers, the largest of them."""
+        import glob
+
+        peaks = []
+        for status in glob.glob("/proc/[0-9]*/status"):
+            try:
+                text = Path(status).read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+            pid = int(fields["Pid"])
+            if pid == self.pid(name) or int(fields.get("PPid", "0")) == self.pid(name):
+                peaks.append(int(fields.get("VmHWM", "0 kB").split()[0]))
+        return max(peaks or [0])
 
 
 def main() -> None:

@@ -57,7 +57,8 @@ def inject_headers(headers: MutableMapping[str, str]) -> MutableMapping[str, str
 
 
 def context_from(headers: Mapping[str, str]):
-    return extract(dict(headers))
+    # The W3C propagator looks up lower-case keys; HTTP header objects hand them out capitalised.
+    return extract({key.lower(): value for key, value in headers.items()})
 
 
 def current_carrier() -> dict[str, str]:

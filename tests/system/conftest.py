@@ -1,0 +1,43 @@
+"""System fixtures: the gateway and services as separate gunicorn processes on the real RabbitMQ, in a
+RabbitMQ virtual host of their own (so a developer's `make services` on the same broker cannot steal events)."""
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+import pytest
+
+from tests.conftest import free_port
+from tests.otlp_receiver import OtlpReceiver
+
+
+@pytest.fixture(scope="session")
+def vhost_url(rabbitmq):
+    vhost = f"footprint-test-{uuid.uuid4().hex[:8]}"
+    made = subprocess.run(["rabbitmqctl", "add_vhost", vhost], capture_output=True).returncode == 0
+    if made:
+        subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], capture_output=True,
+                       check=True)
+    yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}" if made else rabbitmq
+    if made:
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def otlp():
+    receiver = OtlpReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def processes(vhost_url, otlp, tmp_path_factory):
+    from deploy.services import ProcessSet
+
+    var = tmp_path_factory.mktemp("system-var")
+    procs = ProcessSet(ports={"identity": free_port(), "gateway": free_port()}, var_dir=str(var), env={
+        "BUS_URL": vhost_url, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OUTBOX_POLL_SECONDS": "0.2", "GUNICORN_THREADS": "16"})
+    procs.start()
+    yield procs
+    procs.stop()
