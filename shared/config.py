@@ -15,8 +15,6 @@ from pathlib import Path
 # Where each service listens when run as separate processes on one host (make services).
 DEFAULT_PORTS = {"gateway": 8080, "identity": 8101}
 
-SERVICE_NAMES = ("identity",)  # services that exist; the gateway routes to these
-
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)

@@ -40,7 +40,7 @@ def rabbitmq() -> str:
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(service="identity", bus_url=f"memory://", documents_url="mongomock://", var_dir=tmp_path,
+    return Settings(service="identity", bus_url="memory://", documents_url="mongomock://", var_dir=tmp_path,
                     relay_poll_seconds=0.05, consumer_backoff_ms=10, consumer_max_retries=2)
 
 

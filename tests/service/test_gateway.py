@@ -3,18 +3,15 @@ streaming, health and the merged API document."""
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
 import time
 
 import pytest
 import requests
 import urllib3
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from gateway.ratelimit import TokenBuckets
 from tests.conftest import free_port
+from tests.standin import StandInService
 
 
 @pytest.fixture(scope="module")
@@ -141,32 +138,11 @@ def test_readiness_and_the_merged_api_document(platform):
 
 # ---- streaming: a 10 MB body is never held whole in gateway memory ------------------------------------------
 
-class CountingUpstream:
-    """Stands in for a service: reads request bodies in chunks, hashes them, and can stream a large answer."""
-
-    def __init__(self):
-        self.server = make_server("127.0.0.1", free_port(), self.app, threaded=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    @Request.application
-    def app(self, request):
-        if request.method == "GET":
-            size = int(request.args.get("size", "0"))
-            return Response((b"z" * 65536 for _ in range(size // 65536)), content_type="application/octet-stream",
-                            direct_passthrough=True)
-        digest, total = hashlib.sha256(), 0
-        while chunk := request.stream.read(65536):
-            digest.update(chunk)
-            total += len(chunk)
-        return Response(json.dumps({"bytes": total, "sha256": digest.hexdigest()}), content_type="application/json")
-
-
 def test_ten_megabytes_stream_through_both_ways(platform, monkeypatch):
     """Bytes arrive intact either way, chunked or with a length. (Flat gateway memory is measured on the
     gunicorn gateway process in tests/system/test_gateway_memory.py.)"""
     admin = sign_in(platform, "admin")
-    upstream = CountingUpstream()
+    upstream = StandInService()
     gateway = platform.gateway_app.extensions["footprint.gateway"]
     monkeypatch.setitem(gateway.upstreams, "identity", upstream.url)
     size = 10 * 1024 * 1024
@@ -185,7 +161,7 @@ def test_ten_megabytes_stream_through_both_ways(platform, monkeypatch):
     assert with_length.status_code == 200 and with_length.json() == {"bytes": size, "sha256": expected}
     download = requests.get(f"{platform.url}/api/v1/schools/999001/users?size={size}", headers=auth(admin), stream=True)
     assert sum(len(chunk) for chunk in download.iter_content(65536)) == size
-    upstream.server.shutdown()
+    upstream.stop()
 
 
 def test_upstream_down_is_503(platform, monkeypatch):

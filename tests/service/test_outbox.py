@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from shared.bus import EventBus, events_exchange
+from shared.bus import EventBus
 from shared.outbox import OutboxRelay, save_with_events
 from tests.service.test_bus_rabbitmq import Harness, wait_for
 from tests.tcpproxy import TcpProxy

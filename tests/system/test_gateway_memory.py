@@ -5,61 +5,22 @@ stand-in upstream (it serves the JWKS the gateway verifies tokens with, and swal
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-import jwt
 import requests
 import urllib3
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from jwt.algorithms import OKPAlgorithm
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
 from tests.conftest import free_port
+from tests.standin import BLOCK, StandInService
 
 SIZE = 10 * 1024 * 1024
-BLOCK = bytes(range(256)) * 256
-
-
-class StandInService:
-    def __init__(self):
-        self.key = Ed25519PrivateKey.generate()
-        jwk = json.loads(OKPAlgorithm.to_jwk(self.key.public_key()))
-        self.jwks = {"keys": [{**jwk, "kid": "test-key", "alg": "EdDSA", "use": "sig"}]}
-        self.server = make_server("127.0.0.1", free_port(), self.app, threaded=True)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def token(self, user="u1") -> str:
-        now = int(time.time())
-        return jwt.encode({"iss": "footprint-identity", "aud": "footprint", "typ": "access", "sub": user, "sch": "999001",
-                           "city": "TPE", "roles": ["school_admin"], "iat": now, "exp": now + 600},
-                          self.key, algorithm="EdDSA", headers={"kid": "test-key"})
-
-    @Request.application
-    def app(self, request):
-        if request.path == "/api/v1/auth/jwks":
-            return Response(json.dumps(self.jwks), content_type="application/json")
-        if request.path in ("/readyz", "/openapi.json"):
-            return Response("{}", content_type="application/json")
-        if request.method == "GET":
-            return Response((BLOCK for _ in range(SIZE // len(BLOCK))), content_type="application/octet-stream",
-                            direct_passthrough=True)
-        digest, total = hashlib.sha256(), 0
-        while chunk := request.stream.read(65536):
-            digest.update(chunk)
-            total += len(chunk)
-        return Response(json.dumps({"bytes": total, "sha256": digest.hexdigest()}), content_type="application/json")
 
 
 def test_gateway_memory_stays_flat_under_concurrent_10mb_uploads(vhost_url, tmp_path):
     from deploy.services import ProcessSet
 
     stand_in = StandInService()
-    procs = ProcessSet(ports={"gateway": free_port(), "identity": stand_in.server.server_port}, var_dir=str(tmp_path),
+    procs = ProcessSet(ports={"gateway": free_port(), "identity": stand_in.port}, var_dir=str(tmp_path),
                        env={"BUS_URL": vhost_url, "GATEWAY_USER_RATE": "1000", "GATEWAY_USER_BURST": "1000"})
     procs.start(names=("gateway",))
     try:
@@ -81,11 +42,11 @@ def test_gateway_memory_stays_flat_under_concurrent_10mb_uploads(vhost_url, tmp_
         with ThreadPoolExecutor(max_workers=8) as clients:
             results = list(clients.map(upload, range(8)))
         assert results == [(200, {"bytes": SIZE, "sha256": expected})] * 8
-        download = requests.get(url, headers=headers, stream=True, timeout=30)
+        download = requests.get(f"{url}?size={SIZE}", headers=headers, stream=True, timeout=30)
         assert sum(len(c) for c in download.iter_content(65536)) == SIZE
         growth_mib = (procs.peak_rss_kib("gateway") - baseline) / 1024
         # 8 concurrent 10 MB uploads = 80 MB of bodies; buffering even one would add 10 MB.
         assert growth_mib < 8, f"gateway peak RSS grew {growth_mib:.1f} MiB"
     finally:
         procs.stop()
-        stand_in.server.shutdown()
+        stand_in.stop()
