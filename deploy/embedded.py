@@ -5,14 +5,18 @@ backends differ: ``memory://`` bus, mongomock documents, files under ./var. Seed
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
 
 from werkzeug.serving import make_server
 
+from deploy.wsgi import SERVICES
+from shared.config import DEFAULT_PORTS
+
 EMBEDDED_DEFAULTS = {"BUS_URL": "memory://", "DOCUMENTS_URL": "mongomock://", "MEDIA_URL": "file://./var/media",
-                     "FOOTPRINT_VAR_DIR": "var", "IDENTITY_URL": "http://127.0.0.1:8101"}
+                     "FOOTPRINT_VAR_DIR": "var"}
 
 
 class Platform:
@@ -21,37 +25,46 @@ class Platform:
     def __init__(self, *, gateway_port: int = 8080, host: str = "127.0.0.1", env: dict | None = None, seed: bool = True):
         for key, value in EMBEDDED_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        for name in SERVICES:
+            os.environ.setdefault(f"{name.upper()}_URL", f"http://127.0.0.1:{DEFAULT_PORTS[name]}")
         os.environ.update(env or {})
-        from gateway.app import create_runtime as gateway_runtime
-        from services.identity.app import create_runtime as identity_runtime
-        from services.identity.domain import seed_demo
         from shared.tracing import init_tracing
 
         init_tracing("footprint-embedded")
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the gateway logs requests with ids already
-        self.identity = identity_runtime()
-        self.demo = seed_demo(self.identity.state["identity"]) if seed else None
-        identity_port = int(os.environ["IDENTITY_URL"].rsplit(":", 1)[1])
-        self.servers = [make_server(host, identity_port, self.identity.create_app(), threaded=True)]
-        self.gateway = gateway_runtime()
-        self.gateway_app = self.gateway.create_app()
-        self.servers.append(make_server(host, gateway_port, self.gateway_app, threaded=True))
+        self.seed = seed
+        self.runtimes = {}
+        self.apps = {}
+        self.servers = []
+        for name, module in SERVICES.items():
+            runtime = importlib.import_module(module).create_runtime()
+            app = runtime.create_app()
+            port = gateway_port if name == "gateway" else int(os.environ[f"{name.upper()}_URL"].rsplit(":", 1)[1])
+            self.runtimes[name], self.apps[name] = runtime, app
+            self.servers.append(make_server(host, port, app, threaded=True))
+        self.identity, self.gateway, self.gateway_app = self.runtimes["identity"], self.runtimes["gateway"], self.apps["gateway"]
         self.url = f"http://{host}:{self.servers[-1].server_port}"
         self.threads: list[threading.Thread] = []
+        self.demo = None
 
     def start(self) -> "Platform":
-        for runtime in (self.identity, self.gateway):
+        for runtime in self.runtimes.values():
             runtime.start_workers()
         for server in self.servers:
             thread = threading.Thread(target=server.serve_forever, daemon=True)
             thread.start()
             self.threads.append(thread)
+        if self.seed:
+            for runtime in self.runtimes.values():
+                if runtime.spec.seed_demo:
+                    result = runtime.spec.seed_demo(runtime)
+                    self.demo = self.demo or result
         return self
 
     def stop(self) -> None:
         for server in self.servers:
             server.shutdown()
-        for runtime in (self.identity, self.gateway):
+        for runtime in self.runtimes.values():
             runtime.stop_workers()
 
 

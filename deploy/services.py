@@ -15,9 +15,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+from deploy.wsgi import SERVICES
+from shared.config import DEFAULT_PORTS
+
 ROOT = Path(__file__).resolve().parent.parent
-PORTS = {"identity": 8101, "gateway": 8080}
-ORDER = ("identity", "gateway")  # the gateway fetches identity's keys, so identity comes first
+PORTS = {name: DEFAULT_PORTS[name] for name in SERVICES}
+ORDER = tuple(SERVICES)  # identity first (the others fetch its keys), the gateway last
 
 
 def rabbitmq_url() -> str:
@@ -48,7 +51,7 @@ class ProcessSet:
                    "OTEL_SERVICE_NAME": name}
             log = open(self.log_dir / f"{name}.log", "ab")
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), f"deploy.wsgi:{name}()"],
+                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), f"deploy.wsgi:app({name!r})"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self.wait_ready(name, timeout)
         return self
@@ -100,7 +103,7 @@ class ProcessSet:
 
 def main() -> None:
     processes = ProcessSet().start()
-    print(f"Footprint services up: gateway {processes.url('gateway')}, identity {processes.url('identity')} "
+    print(f"Footprint services up: {', '.join(f'{n} {processes.url(n)}' for n in ORDER)} "
           f"(RabbitMQ {rabbitmq_url()}; logs in {processes.log_dir}). Demo accounts as in `make run`. Ctrl-C stops.",
           flush=True)
     try:

@@ -11,6 +11,7 @@ import os
 
 from shared.tracing import init_tracing
 
+# Every process kind, in start order: identity first (others fetch its signing keys), the gateway last.
 SERVICES = {"identity": "services.identity.app", "gateway": "gateway.app"}
 
 
@@ -19,18 +20,21 @@ def boot(name: str, *, start_workers: bool | None = None):
                         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     init_tracing(name)
     runtime = importlib.import_module(SERVICES[name]).create_runtime()
-    if name == "identity" and os.environ.get("FOOTPRINT_SEED_DEMO") == "1":
-        from services.identity.domain import seed_demo
-
-        seed_demo(runtime.state["identity"])
     if runtime.settings.inproc_workers if start_workers is None else start_workers:
         runtime.start_workers(wait=False)
+    if os.environ.get("FOOTPRINT_SEED_DEMO") == "1" and runtime.spec.seed_demo:
+        runtime.spec.seed_demo(runtime)
     return runtime
 
 
+def app(name: str):
+    """``gunicorn 'deploy.wsgi:app("records")'``: the web app of any process kind."""
+    return boot(name).create_app()
+
+
 def identity():
-    return boot("identity").create_app()
+    return app("identity")
 
 
 def gateway():
-    return boot("gateway").create_app()
+    return app("gateway")

@@ -6,6 +6,9 @@ import re
 # (path pattern, service). First match wins. Services are reached at <NAME>_URL (shared.config.service_url).
 ROUTES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"^/api/v1/(auth|me|schools|users)(/|$)"), "identity"),
+    (re.compile(r"^/api/v1/records(/|$)"), "records"),
+    (re.compile(r"^/api/v1/intake(/|$)"), "intake"),
+    (re.compile(r"^/api/v1/certification(/|$)"), "certification"),
 ]
 
 # Reachable without an access token (method, path).
@@ -15,6 +18,10 @@ DEFAULT_BODY_LIMIT = 1024 * 1024
 # Larger bodies where files travel; everything else is a small JSON document.
 BODY_LIMITS: list[tuple[re.Pattern, int]] = [
     (re.compile(r"^/api/v1/schools/\d{6}/imports/"), 20 * 1024 * 1024),
+    (re.compile(r"^/api/v1/records/schools/\d{6}/imports/"), 20 * 1024 * 1024),
+    # intake enforces each file kind's own limit (documents 4 MiB, media 10 MiB) while streaming
+    (re.compile(r"^/api/v1/intake/.+/files(/|$)"), 10 * 1024 * 1024 + 64 * 1024),
+    (re.compile(r"^/api/v1/records/.+/attachments(/|$)"), 4 * 1024 * 1024 + 64 * 1024),
 ]
 
 
@@ -33,4 +40,7 @@ def body_limit(path: str) -> int:
 
 
 def routed_services() -> list[str]:
-    return sorted({service for _, service in ROUTES})
+    """Services the gateway proxies to that this deployment runs (see deploy.wsgi.SERVICES)."""
+    from deploy.wsgi import SERVICES
+
+    return sorted({service for _, service in ROUTES} & set(SERVICES))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Where each service listens when run as separate processes on one host (make services).
-DEFAULT_PORTS = {"gateway": 8080, "identity": 8101}
+DEFAULT_PORTS = {"gateway": 8080, "identity": 8101, "records": 8102, "intake": 8103, "certification": 8104}
 
 
 def _env(name: str, default: str) -> str:

@@ -142,8 +142,124 @@ class UserDeactivated(Payload):
     reason: str
 
 
+# ---- records -------------------------------------------------------------------------------------------
+
+class SectionFacts(Payload):
+    section_id: str
+    school: str
+    term: str = Field(pattern=r"^\d{3}[12]$", description="學年度+學期, e.g. 11201")
+    course_code: str = Field(min_length=23, max_length=23)
+    subject_name: str
+    credits: int
+    category: str
+    section_name: str = Field(description="class or group the section is taught to, e.g. 101 or 跨班選修A")
+    teacher_ids: list[str]
+
+
+@event_type("records.section.created.v1")
+class SectionCreated(SectionFacts):
+    pass
+
+
+@event_type("records.section.updated.v1")
+class SectionUpdated(SectionFacts):
+    pass
+
+
+@event_type("records.enrolment.created.v1")
+class EnrolmentCreated(Payload):
+    enrolment_id: str
+    school: str
+    term: str
+    section_id: str
+    course_code: str
+    student_id: str
+    student_no: str
+
+
+@event_type("records.enrolment.withdrawn.v1")
+class EnrolmentWithdrawn(Payload):
+    enrolment_id: str
+    school: str
+    term: str
+    section_id: str
+    student_id: str
+
+
+@event_type("records.grade.recorded.v1")
+class GradeRecorded(Payload):
+    enrolment_id: str
+    school: str
+    term: str
+    section_id: str
+    student_id: str
+    score: float | None
+    passed: bool
+    credits_earned: int
+    retake: bool = False
+    makeup: bool = False
+
+
+# ---- intake --------------------------------------------------------------------------------------------
+
+class StoredFile(Payload):
+    file_id: str
+    name: str
+    kind: Literal["document", "media"]
+    media_type: str
+    size: int
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+@event_type("intake.outcome.submitted.v1")
+class OutcomeSubmitted(Payload):
+    """A student sent a course outcome for certification (送出認證); intake has locked it."""
+
+    outcome_id: str
+    school: str
+    term: str
+    section_id: str
+    course_code: str
+    student_id: str
+    brief: str
+    files: list[StoredFile]
+    submitted_by: str
+    submitted_from: str = Field(description="client address as the gateway saw it")
+    submission: int = Field(description="1 for the first submission, +1 for each resubmission after a return")
+
+
+# ---- certification ---------------------------------------------------------------------------------------
+
+@event_type("certification.outcome.certified.v1")
+class OutcomeCertified(Payload):
+    outcome_id: str
+    school: str
+    student_id: str
+    section_id: str
+    submission: int
+    certified_by: str
+    on_behalf_of: str | None = Field(default=None, description="the absent teacher, when a substitute (代理人) certified")
+    kept_from_identical_content: bool = False
+    certified_at: datetime
+
+
+@event_type("certification.outcome.returned.v1")
+class OutcomeReturned(Payload):
+    outcome_id: str
+    school: str
+    student_id: str
+    section_id: str
+    submission: int
+    returned_by: str
+    on_behalf_of: str | None = None
+    reason: str
+    returned_at: datetime
+
+
 __all__ = [
     "EXCHANGE", "CATALOGUE", "Envelope", "Payload", "make_event", "parse_event", "UnknownEvent", "ValidationError",
     "SchoolCreated", "SchoolUpdated", "SchoolDeactivated", "UserCreated", "UserUpdated", "UserDeactivated",
-    "UserFacts", "StudentFacts", "Role", "StudentStatus",
+    "UserFacts", "StudentFacts", "Role", "StudentStatus", "SectionFacts", "SectionCreated", "SectionUpdated",
+    "EnrolmentCreated", "EnrolmentWithdrawn", "GradeRecorded", "StoredFile", "OutcomeSubmitted", "OutcomeCertified",
+    "OutcomeReturned",
 ]

@@ -31,6 +31,8 @@ class ServiceSpec:
     # (app, runtime) -> None: registers the service's API on the app
     install_api: Callable[[Flask, "Runtime"], None] | None = None
     on_start: Callable[["Runtime"], None] | None = None
+    # demo data for the embedded run and `make services` (FOOTPRINT_SEED_DEMO=1); may wait for events
+    seed_demo: Callable[["Runtime"], object] | None = None
 
 
 class Runtime:

@@ -23,8 +23,14 @@ def _start(runtime: Runtime) -> None:
     runtime.verifier = TokenVerifier(public_keys={keys.kid: keys.private_key.public_key()})
 
 
+def _seed(runtime: Runtime) -> dict:
+    from .domain import seed_demo
+
+    return seed_demo(runtime.state["identity"])
+
+
 SPEC = ServiceSpec(name="identity", aggregates=[School, User], subscriptions=consumers.subscriptions,
-                   install_api=api.install, on_start=_start)
+                   install_api=api.install, on_start=_start, seed_demo=_seed)
 
 
 def create_runtime(settings: Settings | None = None) -> Runtime:
