@@ -83,7 +83,7 @@ class Gateway:
     # -- the proxy ----------------------------------------------------------------------------------------
     def forward(self, path: str) -> Response:
         service = routes.service_for(path)
-        if service is None:
+        if service is None or service not in self.upstreams:
             raise DomainError("route_not_found")
         ip = self.client_ip()
         wait = self.ip_limits.take(f"ip:{ip}")
