@@ -16,7 +16,7 @@ SERVICES = {"identity": "services.identity.app", "gateway": "gateway.app"}
 
 
 def boot(name: str, *, start_workers: bool | None = None):
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(),
                         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     init_tracing(name)
     runtime = importlib.import_module(SERVICES[name]).create_runtime()

@@ -149,8 +149,14 @@ class Subscription:
 class ProcessedEvents:
     """Idempotency marks in the consuming service's own database: (queue, event id) handled already."""
 
+    RETENTION_DAYS = 30  # redeliveries come within minutes; dead-letter replays within days
+
     def __init__(self, database):
         self.collection = database["processed_events"]
+        # MongoDB drops old marks itself. (mongomock emulates TTL by scanning every document on every access,
+        # so the short-lived embedded run and the tests keep their marks instead.)
+        if not type(database.client).__module__.startswith("mongomock"):
+            self.collection.create_index("at", expireAfterSeconds=self.RETENTION_DAYS * 24 * 3600)
 
     def seen(self, queue: str, event_id: str) -> bool:
         return self.collection.find_one({"_id": f"{queue}:{event_id}"}, {"_id": 1}) is not None

@@ -64,7 +64,7 @@ def _sniff(head: bytes) -> tuple[str, str, str] | None:
 
 
 def _mp3_frame(header: bytes) -> bool:
-    b1, b2, b3 = header[1], header[2], header[3] if len(header) > 3 else 0
+    b1, b2 = header[1], header[2]
     return (header[0] == 0xFF and (b1 & 0xE0) == 0xE0 and (b1 >> 3) & 0x03 != 0x01 and (b1 >> 1) & 0x03 != 0
             and (b2 >> 4) not in (0x0, 0xF) and (b2 >> 2) & 0x03 != 0x03)
 

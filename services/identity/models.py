@@ -50,7 +50,9 @@ class StudentRecord(EmbeddedDocument):
 class User(Aggregate):
     meta = {"db_alias": ALIAS, "collection": "users", "indexes": [
         {"fields": ["school", "username"], "unique": True},
-        {"fields": ["school", "student.student_no"], "unique": True, "sparse": True},
+        # Partial, not sparse: a sparse compound index still indexes staff as (school, null) and would collide.
+        {"fields": ["school", "student.student_no"], "unique": True,
+         "partialFilterExpression": {"student.student_no": {"$exists": True}}},
         {"fields": ["school", "student.national_id_hash"]},
         {"fields": ["school", "roles"]},
     ]}

@@ -1,0 +1,1 @@
+"""Footprint benchmarks: run from the repository root as ``.venv/bin/python -m bench.<name>`` (see docs/benchmarks.md)."""
