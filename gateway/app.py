@@ -103,8 +103,9 @@ class Gateway:
             raise DomainError("payload_too_large", f"at most {limit} bytes")
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["X-Request-ID"] = g.request_id
-        forwarded = request.headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{forwarded}, {request.remote_addr}" if forwarded else (request.remote_addr or "")
+        # Services record where a request came from (audit trails): give them the address the gateway trusts,
+        # never a client-written X-Forwarded-For.
+        headers["X-Forwarded-For"] = ip
         headers["X-Forwarded-Proto"] = request.scheme
         body = None
         chunked = False

@@ -36,6 +36,8 @@ class StandInService:
     def app(self, request):
         if request.path == "/api/v1/auth/jwks":
             return Response(json.dumps(self.jwks), content_type="application/json")
+        if request.path.endswith("/echo-headers"):
+            return Response(json.dumps(dict(request.headers)), content_type="application/json")
         if request.path in ("/readyz", "/openapi.json"):
             return Response("{}", content_type="application/json")
         if request.method == "GET":  # ?size=N streams N bytes back

@@ -164,6 +164,16 @@ def test_ten_megabytes_stream_through_both_ways(platform, monkeypatch):
     upstream.stop()
 
 
+def test_services_get_the_address_the_gateway_saw_not_a_forged_one(platform, monkeypatch):
+    admin = sign_in(platform, "admin")
+    upstream = StandInService()
+    monkeypatch.setitem(platform.gateway_app.extensions["footprint.gateway"].upstreams, "identity", upstream.url)
+    seen = requests.get(f"{platform.url}/api/v1/schools/999001/echo-headers",
+                        headers={**auth(admin), "X-Forwarded-For": "6.6.6.6"}).json()
+    assert seen["X-Forwarded-For"] == "127.0.0.1" and seen["X-Request-Id"] and seen["Traceparent"].startswith("00-")
+    upstream.stop()
+
+
 def test_upstream_down_is_503(platform, monkeypatch):
     gateway = platform.gateway_app.extensions["footprint.gateway"]
     monkeypatch.setitem(gateway.upstreams, "identity", f"http://127.0.0.1:{free_port()}")

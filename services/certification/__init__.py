@@ -1,0 +1,1 @@
+"""Certification (認證): teachers certify or return their students' course outcomes."""
