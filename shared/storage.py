@@ -99,12 +99,18 @@ class S3MediaStore:
         if len(bucket) < 3:
             raise ValueError("bucket names need at least 3 characters")
         self.bucket = bucket
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
+        # Bounded timeouts and retries: the SDK's defaults hang for seconds per call when the store is down,
+        # which would stall readiness checks and uploads instead of failing them fast (503).
+        http_client = urllib3.PoolManager(maxsize=64, timeout=urllib3.Timeout(connect=2, read=30),
+                                          retries=urllib3.Retry(total=2, backoff_factor=0.2,
+                                                                status_forcelist=(500, 502, 503, 504)))
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region,
+                            http_client=http_client)
         # Presigned links carry the host they were signed for: sign browser links with the public host.
         public = urlparse(public_endpoint) if public_endpoint else None
         self.public = Minio(public.netloc, access_key=access_key, secret_key=secret_key, secure=public.scheme == "https",
-                            region=region) if public else self.client
-        self.http = urllib3.PoolManager(maxsize=64, retries=False)
+                            region=region, http_client=http_client) if public else self.client
+        self.http = urllib3.PoolManager(maxsize=64, retries=False, timeout=urllib3.Timeout(connect=2, read=60))
         self._ready = False
 
     def _ensure_bucket(self) -> None:

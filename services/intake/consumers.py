@@ -1,0 +1,90 @@
+"""What intake learns from other services, each fed by events into intake's own database.
+
+- ``intake.user-directory``: identity.user.* → who a user is (school, roles, class, homeroom class);
+- ``intake.course-catalogue``: records.section.* and records.enrolment.* → Section and Enrolment;
+- ``intake.certification-status``: certification.outcome.certified/returned → the outcome's status.
+
+Every handler is idempotent (the bus also drops redelivered ids) and order-safe: projections keep the time
+of the event that last wrote them and ignore older ones; a certification decision applies only to the
+outcome's current submission while it awaits one.
+"""
+from __future__ import annotations
+
+import logging
+
+from pymongo.errors import DuplicateKeyError
+
+from shared.bus import Subscription
+from shared.events import (EnrolmentCreated, EnrolmentWithdrawn, Envelope, OutcomeCertified, OutcomeReturned,
+                           SectionCreated, SectionUpdated)
+from shared.projections import user_directory_subscription
+
+from .models import Directory, Enrolment, Outcome, Section, now
+
+log = logging.getLogger("footprint.intake.consumers")
+
+CATALOGUE_EVENTS = ["records.section.created.v1", "records.section.updated.v1", "records.enrolment.created.v1",
+                    "records.enrolment.withdrawn.v1"]
+CERTIFICATION_EVENTS = ["certification.outcome.certified.v1", "certification.outcome.returned.v1"]
+
+
+def _upsert_if_newer(model, key: str, envelope: Envelope, values: dict) -> bool:
+    """Write ``values`` unless the stored record came from a newer event; True when written."""
+    collection = model._get_collection()
+    newer_or_absent = {"_id": key, "$or": [{"event_at": {"$lte": envelope.occurred_at}},
+                                           {"event_at": {"$exists": False}}]}
+    try:
+        result = collection.update_one(newer_or_absent, {"$set": {**values, "event_at": envelope.occurred_at}},
+                                       upsert=True)
+    except DuplicateKeyError:
+        return False  # the stored record is newer than this event
+    return bool(result.matched_count or result.upserted_id is not None)
+
+
+def apply_catalogue_event(envelope: Envelope, payload) -> None:
+    if isinstance(payload, (SectionCreated, SectionUpdated)):
+        _upsert_if_newer(Section, payload.section_id, envelope, {
+            "school": payload.school, "term": payload.term, "course_code": payload.course_code,
+            "subject_name": payload.subject_name, "teacher_ids": list(payload.teacher_ids)})
+    elif isinstance(payload, EnrolmentCreated):
+        _upsert_if_newer(Enrolment, payload.enrolment_id, envelope, {
+            "school": payload.school, "term": payload.term, "section_id": payload.section_id,
+            "student_id": payload.student_id, "course_code": payload.course_code, "active": True})
+    elif isinstance(payload, EnrolmentWithdrawn):
+        written = _upsert_if_newer(Enrolment, payload.enrolment_id, envelope, {
+            "school": payload.school, "term": payload.term, "section_id": payload.section_id,
+            "student_id": payload.student_id, "active": False})
+        if not written:
+            log.info("ignored stale withdrawal of enrolment %s", payload.enrolment_id)
+
+
+def apply_certification_event(envelope: Envelope, payload) -> None:
+    if not isinstance(payload, (OutcomeCertified, OutcomeReturned)):
+        return
+    certified = isinstance(payload, OutcomeCertified)
+    # One conditional update: it applies only to the outcome's current submission while it awaits a decision,
+    # so a repeated, late or stale event (an older submission's decision) changes nothing.
+    query = {"_id": payload.outcome_id, "school": payload.school, "student_id": payload.student_id,
+             "section_id": payload.section_id, "submission": payload.submission, "status": "submitted",
+             "deleted_at": None}
+    if certified:
+        changes = {"status": "certified", "certified_at": payload.certified_at, "certified_by": payload.certified_by,
+                   "updated_at": now()}
+    else:
+        changes = {"status": "returned", "returned_at": payload.returned_at, "returned_by": payload.returned_by,
+                   "return_reason": payload.reason, "updated_at": now()}
+    result = Outcome._get_collection().update_one(query, {"$set": changes, "$inc": {"version": 1}})
+    if result.modified_count == 0:
+        current = Outcome._get_collection().find_one({"_id": payload.outcome_id},
+                                                     {"status": 1, "submission": 1, "school": 1})
+        log.info("ignored %s for outcome %s submission %s (now: %s)", envelope.type, payload.outcome_id,
+                 payload.submission, current and {k: current.get(k) for k in ("school", "status", "submission")})
+
+
+def subscriptions(runtime) -> list[Subscription]:
+    return [
+        user_directory_subscription("intake", Directory),
+        Subscription(queue="intake.course-catalogue", event_types=CATALOGUE_EVENTS, handler=apply_catalogue_event),
+        Subscription(queue="intake.certification-status", event_types=CERTIFICATION_EVENTS,
+                     handler=apply_certification_event),
+    ]

@@ -1,0 +1,581 @@
+"""Intake's rules: school policy, outcomes and performances, who may see what, and the file pipeline.
+
+Tenancy: every read and write is scoped to the caller's school; another school's item is "not found"
+(never "forbidden") so tenants cannot probe each other. Inside the school, a user without a relationship
+to an item (owner, the section's teachers, the student's homeroom teacher, school staff) gets 403.
+
+Files: bytes stream from the request through ``shared.filecheck.Inspector`` into the media store under a
+random key. Only a complete, inspected and checksum-verified object is recorded on its item (one document
+write); whatever fails on the way, the object is deleted, so a failed upload is never visible.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Iterator
+from urllib.parse import unquote
+
+from mongoengine import Q
+
+from shared.auth import Principal
+from shared.errors import DomainError, field_error
+from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_name
+from shared.outbox import save_with_events
+
+from . import events
+from .models import (MAX_FILES, Directory, Enrolment, FileRecord, Item, Outcome, Performance, Policy, Section, new_id,
+                     now)
+
+log = logging.getLogger("footprint.intake")
+
+CHUNK = 64 * 1024
+LINK_SECONDS = 300                                     # presigned links live at most 5 minutes
+STAFF_VIEWERS = ("school_admin", "registrar", "curriculum")
+UPLOAD_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+EXTENSIONS = {"pdf": (".pdf",), "png": (".png",), "jpg": (".jpg", ".jpeg"), "mp3": (".mp3",), "mp4": (".mp4",)}
+RECORD_ATTEMPTS = 5
+
+
+@dataclass
+class Intake:
+    """What intake's rules need besides the documents: the media store."""
+
+    store: Any
+
+
+# ---- tenancy and relationships ---------------------------------------------------------------------------
+
+def _school_of(principal: Principal, school: str) -> str:
+    if principal.school is None or principal.school != school:
+        raise DomainError("not_found")
+    return school
+
+
+def _directory_entry(school: str, user_id: str):
+    return Directory.objects(id=user_id, school=school).first()
+
+
+def _homeroom_class(principal: Principal) -> str | None:
+    """The class the caller is homeroom teacher (導師) of, as identity announced it."""
+    if not principal.has("homeroom_teacher") or principal.school is None:
+        return None
+    entry = _directory_entry(principal.school, principal.user_id)
+    return entry.homeroom_class if entry is not None and entry.active and entry.homeroom_class else None
+
+
+def _homeroom_students(principal: Principal) -> list[str]:
+    class_name = _homeroom_class(principal)
+    if class_name is None:
+        return []
+    return [u.id for u in Directory.objects(school=principal.school, class_name=class_name, roles="student").only("id")]
+
+
+def _teaches(principal: Principal, section_id: str) -> bool:
+    return Section.objects(section_id=section_id, school=principal.school, teacher_ids=principal.user_id).count() > 0
+
+
+def relation(principal: Principal, item: Item) -> str | None:
+    """How the caller relates to an item of their own school: owner, staff, section_teacher, homeroom or None."""
+    if principal.user_id == item.student_id:
+        return "owner"
+    if principal.has(*STAFF_VIEWERS):
+        return "staff"
+    if isinstance(item, Outcome) and _teaches(principal, item.section_id):
+        return "section_teacher"
+    class_name = _homeroom_class(principal)
+    if class_name is not None:
+        student = _directory_entry(item.school, item.student_id)
+        if student is not None and student.class_name == class_name:
+            return "homeroom"
+    return None
+
+
+def visible_item(principal: Principal, model: type[Item], item_id: str) -> Item:
+    item = model.objects(id=item_id, deleted_at=None).first()
+    if item is None:
+        raise DomainError("not_found")
+    _school_of(principal, item.school)
+    if relation(principal, item) is None:
+        raise DomainError("forbidden")
+    return item
+
+
+def owned_item(principal: Principal, model: type[Item], item_id: str) -> Item:
+    """An item the caller may change: their own (others who may see it get 403)."""
+    item = visible_item(principal, model, item_id)
+    if item.student_id != principal.user_id:
+        raise DomainError("forbidden", "only the student who owns the item may change it")
+    return item
+
+
+def _student_school(principal: Principal) -> str:
+    if not principal.has("student") or principal.school is None:
+        raise DomainError("forbidden", "only students keep outcomes and performances")
+    return principal.school
+
+
+# ---- policy ----------------------------------------------------------------------------------------------
+
+def get_policy(principal: Principal, school: str) -> Policy:
+    return Policy.of(_school_of(principal, school))
+
+
+def put_policy(principal: Principal, school: str, values: dict) -> Policy:
+    _school_of(principal, school)
+    if not principal.has("school_admin"):
+        raise DomainError("forbidden")
+    policy = Policy.of(school)
+    for field, value in values.items():
+        setattr(policy, field, value)
+    policy.updated_at = now()
+    policy.updated_by = principal.user_id
+    policy.save()
+    return policy
+
+
+def _check_open(policy: Policy) -> None:
+    if not policy.uploads_open:
+        raise DomainError("uploads_closed")
+
+
+def _check_editable(item: Item) -> None:
+    if not item.editable:
+        raise DomainError("item_locked")
+
+
+def _enforce_cap(model: type[Item], item: Item, scope: dict, cap: int) -> Item:
+    """Insert ``item`` unless the student already has ``cap`` live items in ``scope``.
+
+    Checked before and verified after the insert: of items created concurrently, only the first ``cap`` (by
+    creation time, then id) survive; the others are removed again and answered upload_cap_reached."""
+    live = model.objects(deleted_at=None, **scope)
+    if live.count() >= cap:
+        raise DomainError("upload_cap_reached", f"at most {cap}")
+    save_with_events(item)  # created_at has millisecond precision (models.now), as MongoDB keeps it
+    earlier = live.filter(id__ne=item.id).filter(
+        Q(created_at__lt=item.created_at) | Q(created_at=item.created_at, id__lt=item.id)).count()
+    if earlier >= cap:
+        model.objects(id=item.id).delete()
+        raise DomainError("upload_cap_reached", f"at most {cap}")
+    return item
+
+
+# ---- outcomes --------------------------------------------------------------------------------------------
+
+def create_outcome(principal: Principal, section_id: str, brief: str) -> Outcome:
+    school = _student_school(principal)
+    policy = Policy.of(school)
+    _check_open(policy)
+    enrolment = Enrolment.objects(school=school, student_id=principal.user_id, section_id=section_id,
+                                  active=True).first()
+    if enrolment is None:
+        raise DomainError("not_enrolled")
+    section = Section.objects(section_id=section_id, school=school).first()
+    course_code = enrolment.course_code or (section.course_code if section else None)
+    if course_code is None:
+        raise DomainError("not_enrolled", "the course section is not known yet; retry in a moment")
+    outcome = Outcome(school=school, student_id=principal.user_id, term=enrolment.term, section_id=section_id,
+                      enrolment_id=enrolment.enrolment_id, course_code=course_code,
+                      subject_name=section.subject_name if section else "", brief=brief)
+    return _enforce_cap(Outcome, outcome, {"school": school, "student_id": principal.user_id, "term": enrolment.term},
+                        policy.outcome_cap_per_term)
+
+
+def update_outcome(principal: Principal, outcome_id: str, brief: str) -> Outcome:
+    outcome = owned_item(principal, Outcome, outcome_id)
+    _check_open(Policy.of(outcome.school))
+    _check_editable(outcome)
+    outcome.brief = brief
+    outcome.updated_at = now()
+    return save_with_events(outcome)
+
+
+def submit_outcome(principal: Principal, outcome_id: str, submitted_from: str) -> Outcome:
+    """送出認證: lock the outcome and announce it with its files, in one document write."""
+    outcome = owned_item(principal, Outcome, outcome_id)
+    if outcome.status not in ("draft", "returned"):
+        raise DomainError("invalid_transition", f"an outcome that is {outcome.status} cannot be submitted")
+    _check_open(Policy.of(outcome.school))
+    errors = []
+    if not outcome.files:
+        errors.append(field_error("files", "missing", "Upload at least one file.", "請至少上傳一個檔案。"))
+    if not (outcome.brief or "").strip():
+        errors.append(field_error("brief", "missing", "Write a brief.", "請填寫成果簡述。"))
+    if errors:
+        raise DomainError("validation_failed", "an outcome needs a file and a brief", errors=errors)
+    if Enrolment.objects(enrolment_id=outcome.enrolment_id, active=True).count() == 0:
+        raise DomainError("not_enrolled", "the enrolment was withdrawn")
+    outcome.submission += 1
+    outcome.status = "submitted"
+    outcome.submitted_at = outcome.updated_at = now()
+    outcome.submitted_by = principal.user_id
+    outcome.submitted_from = submitted_from[:100]
+    outcome.return_reason = None
+    for record in outcome.files:
+        if record.submitted_in is None:
+            record.submitted_in = outcome.submission
+    return save_with_events(outcome, [events.outcome_submitted(outcome)])
+
+
+def list_outcomes(principal: Principal, *, term: str | None, section_id: str | None, student_id: str | None,
+                  status: str | None, offset: int, limit: int) -> tuple[int, list[Outcome]]:
+    query = _visible_query(principal, outcomes=True)
+    filters = {"deleted_at": None}
+    for name, value in (("term", term), ("section_id", section_id), ("student_id", student_id), ("status", status)):
+        if value is not None:
+            filters[name] = value
+    items = Outcome.objects(query, **filters)
+    return items.count(), list(items.order_by("-created_at", "id").skip(offset).limit(limit))
+
+
+def _visible_query(principal: Principal, *, outcomes: bool) -> Q:
+    if principal.school is None:
+        raise DomainError("forbidden", "intake items belong to a school")
+    school = Q(school=principal.school)
+    if principal.has(*STAFF_VIEWERS):
+        return school
+    seen = Q(student_id=principal.user_id)
+    if outcomes:
+        sections = [s.section_id for s in Section.objects(school=principal.school, teacher_ids=principal.user_id)
+                    .only("section_id")]
+        if sections:
+            seen |= Q(section_id__in=sections)
+    students = _homeroom_students(principal)
+    if students:
+        seen |= Q(student_id__in=students)
+    return school & seen
+
+
+# ---- performances ----------------------------------------------------------------------------------------
+
+def _check_dates(performance: Performance) -> None:
+    if performance.end_date < performance.start_date:
+        raise DomainError("validation_failed", "the end date is before the start date", errors=[
+            field_error("end_date", "before_start", "The end date is before the start date.", "結束日期早於開始日期。")])
+
+
+def create_performance(principal: Principal, values: dict) -> Performance:
+    school = _student_school(principal)
+    policy = Policy.of(school)
+    _check_open(policy)
+    performance = Performance(school=school, student_id=principal.user_id, **values)
+    _check_dates(performance)
+    return _enforce_cap(Performance, performance,
+                        {"school": school, "student_id": principal.user_id, "year": performance.year},
+                        policy.performance_cap_per_year)
+
+
+def update_performance(principal: Principal, performance_id: str, changes: dict) -> Performance:
+    performance = owned_item(principal, Performance, performance_id)
+    _check_open(Policy.of(performance.school))
+    _check_editable(performance)
+    for field, value in changes.items():
+        setattr(performance, field, value)
+    _check_dates(performance)
+    performance.updated_at = now()
+    return save_with_events(performance)
+
+
+def list_performances(principal: Principal, *, year: str | None, student_id: str | None, category: str | None,
+                      offset: int, limit: int) -> tuple[int, list[Performance]]:
+    query = _visible_query(principal, outcomes=False)
+    filters = {"deleted_at": None}
+    for name, value in (("year", year), ("student_id", student_id), ("category", category)):
+        if value is not None:
+            filters[name] = value
+    items = Performance.objects(query, **filters)
+    return items.count(), list(items.order_by("-created_at", "id").skip(offset).limit(limit))
+
+
+# ---- both kinds ------------------------------------------------------------------------------------------
+
+def delete_item(intake: Intake, principal: Principal, model: type[Item], item_id: str) -> None:
+    """Delete an editable item: it disappears (soft-deleted, out of caps and lists); its files that were never
+    part of a submission are removed from the store, submitted ones are kept as evidence."""
+    item = owned_item(principal, model, item_id)
+    _check_open(Policy.of(item.school))
+    _check_editable(item)
+    unsubmitted = [f.storage_key for f in item.files if f.submitted_in is None]
+    item.deleted_at = item.updated_at = now()
+    save_with_events(item)
+    _discard(intake, unsubmitted)
+
+
+def remove_file(intake: Intake, principal: Principal, model: type[Item], item_id: str, file_id: str) -> Item:
+    item = owned_item(principal, model, item_id)
+    _check_open(Policy.of(item.school))
+    _check_editable(item)
+    record = item.file(file_id, retired=False)
+    if record is None:
+        raise DomainError("not_found", "no such file on this item")
+    item.files = [f for f in item.files if f.file_id != file_id]
+    if record.submitted_in is not None:
+        record.removed_at = now()
+        item.retired_files = list(item.retired_files) + [record]
+    item.updated_at = now()
+    save_with_events(item)
+    if record.submitted_in is None:
+        _discard(intake, [record.storage_key])
+    return item
+
+
+def _discard(intake: Intake, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            intake.store.delete(key)
+        except Exception as exc:  # an orphan object is harmless (no record points at it); never fail the request
+            log.warning("could not delete media object %s: %s", key, exc)
+
+
+# ---- the upload pipeline ---------------------------------------------------------------------------------
+
+def file_name_from_header(value: str | None) -> str:
+    """``X-File-Name``: percent-encoded UTF-8; decoded, then held to clean_file_name's rules."""
+    if value is None or not value.strip():
+        raise DomainError("invalid_file_name", "send the file name in X-File-Name (percent-encoded UTF-8)")
+    try:
+        decoded = unquote(value.strip(), encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise DomainError("invalid_file_name", "X-File-Name is not percent-encoded UTF-8") from exc
+    return clean_file_name(decoded)
+
+
+def checksum_from_header(value: str | None) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    if not SHA256.match(value.strip()):
+        raise DomainError("validation_failed", "X-Content-SHA256 must be 64 hexadecimal digits", errors=[
+            field_error("X-Content-SHA256", "pattern", "64 hexadecimal digits", "須為 64 位十六進位數字")])
+    return value.strip().lower()
+
+
+def _display_name(name: str, verdict: Verdict) -> str:
+    """The name as given, with the extension of what the bytes are (a PDF named x.exe downloads as x.exe.pdf)."""
+    if not name.lower().endswith(EXTENSIONS[verdict.extension]):
+        name = f"{name}.{verdict.extension}"
+    return unicodedata.normalize("NFC", name)
+
+
+class BodyError(Exception):
+    """Reading the request body failed (client went away, broken transfer)."""
+
+
+class _Pipeline:
+    """Request body → Inspector → media store, as a chunk iterator the store pulls from.
+
+    The verdict and the checksum check happen inside the iterator, before it is exhausted, so a store that
+    commits only at the end of its input (the disk store renames a partial file) never commits a bad file."""
+
+    def __init__(self, stream: BinaryIO, inspector: Inspector, expected_sha256: str | None):
+        self.stream = stream
+        self.inspector = inspector
+        self.expected = expected_sha256
+        self.verdict: Verdict | None = None
+        self.failure: BaseException | None = None
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            while True:
+                try:
+                    chunk = self.stream.read(CHUNK)
+                except Exception as exc:
+                    raise BodyError(f"{type(exc).__name__}: {exc}") from exc
+                if not chunk:
+                    break
+                self.consumed += len(chunk)
+                self.inspector.feed(chunk)
+                yield chunk
+            verdict = self.inspector.finish()
+            if self.expected is not None and verdict.sha256 != self.expected:
+                raise DomainError("checksum_mismatch", f"received sha256 {verdict.sha256}")
+            self.verdict = verdict
+        except BaseException as exc:
+            self.failure = exc
+            raise
+
+
+def _limits(policy: Policy) -> dict[str, int]:
+    return {DOCUMENT: policy.document_limit, MEDIA: policy.media_limit}
+
+
+def _drain_hash(stream: BinaryIO, limit: int) -> str:
+    """sha256 of a retried body (to compare with the stored file), stopping at the size limit."""
+    digest, size = hashlib.sha256(), 0
+    while True:
+        try:
+            chunk = stream.read(CHUNK)
+        except Exception as exc:
+            raise DomainError("file_corrupt", "the upload ended before the file was complete") from exc
+        if not chunk:
+            return digest.hexdigest()
+        size += len(chunk)
+        if size > limit:
+            raise DomainError("file_too_large", f"at most {limit} bytes")
+        digest.update(chunk)
+
+
+def _retry(record: FileRecord, stream: BinaryIO, policy: Policy, expected: str | None) -> FileRecord:
+    received = _drain_hash(stream, max(_limits(policy).values()))
+    if expected is not None and received != expected:
+        raise DomainError("checksum_mismatch", f"received sha256 {received}")
+    if received != record.sha256:
+        raise DomainError("conflict", "this upload key already holds a different file; use a new key")
+    return record
+
+
+def receive_file(intake: Intake, principal: Principal, model: type[Item], item_id: str, upload_key: str, *,
+                 stream: BinaryIO, length: int | None, name_header: str | None,
+                 checksum_header: str | None) -> tuple[FileRecord, bool]:
+    """Stream one file into an item. Returns (record, created); a retry of a recorded upload is (record, False)."""
+    item = owned_item(principal, model, item_id)
+    if not UPLOAD_KEY.match(upload_key or ""):
+        raise DomainError("validation_failed", "the upload key has 8-64 letters, digits, '-' or '_'")
+    policy = Policy.of(item.school)
+    expected = checksum_from_header(checksum_header)
+    existing = item.file_by_upload_key(upload_key)
+    if existing is not None:
+        return _retry(existing, stream, policy, expected), False
+    _check_open(policy)
+    _check_editable(item)
+    if len(item.files) >= MAX_FILES:
+        raise DomainError("validation_failed", f"at most {MAX_FILES} files per item")
+    name = file_name_from_header(name_header)
+    limit = max(_limits(policy).values())
+    if length is not None and length > limit:
+        raise DomainError("file_too_large", f"at most {limit} bytes")  # refused before a byte is read
+    if length == 0:
+        raise DomainError("file_empty")
+    storage_key = f"{item.school}/{item.student_id}/{uuid.uuid4().hex}"
+    pipeline = _Pipeline(stream, Inspector(_limits(policy), allowed={DOCUMENT, MEDIA}), expected)
+    try:
+        verdict = _store(intake, storage_key, pipeline, length)
+        record = FileRecord(file_id=new_id(), upload_key=upload_key, storage_key=storage_key,
+                            name=_display_name(name, verdict), kind=verdict.kind, media_type=verdict.media_type,
+                            size=verdict.size, sha256=verdict.sha256, uploaded_at=now(), uploaded_by=principal.user_id)
+        kept, created = _record(model, item_id, record)
+    except BaseException:
+        _discard(intake, [storage_key])
+        raise
+    if not created:
+        _discard(intake, [storage_key])  # a concurrent retry with the same key recorded the same file first
+    return kept, created
+
+
+def _store(intake: Intake, storage_key: str, pipeline: "_Pipeline", length: int | None) -> Verdict:
+    """Run the pipeline into the store; the verified verdict, or the DomainError that explains the failure."""
+    try:
+        written = intake.store.put(storage_key, pipeline, length=length, content_type="application/octet-stream")
+        if pipeline.verdict is None and pipeline.failure is None:
+            for _ in pipeline:  # the store stopped pulling at the last byte: finish the inspection
+                written = -1  # …and any byte found now never reached the store
+    except Exception as exc:
+        failure = pipeline.failure
+        if isinstance(failure, DomainError):
+            raise failure from None
+        if isinstance(failure, BodyError):
+            raise DomainError("file_corrupt", "the upload ended before the file was complete") from failure
+        if failure is not None and not isinstance(failure, GeneratorExit):
+            raise failure from exc
+        log.warning("media store failed on %s: %s: %s", storage_key, type(exc).__name__, exc)
+        raise DomainError("storage_unavailable") from exc
+    verdict = pipeline.verdict
+    if verdict is None or written != verdict.size:
+        log.error("media store took %s bytes of %s for %s", written, verdict and verdict.size, storage_key)
+        raise DomainError("storage_unavailable", "the store did not take the whole file")
+    stored = _stored_size(intake, storage_key)
+    if stored != verdict.size:
+        log.error("media object %s has %s bytes after a verified upload of %s", storage_key, stored, verdict.size)
+        raise DomainError("storage_unavailable", "the stored object does not match the upload")
+    return verdict
+
+
+def _stored_size(intake: Intake, key: str) -> int | None:
+    try:
+        return intake.store.size(key)
+    except Exception as exc:
+        raise DomainError("storage_unavailable") from exc
+
+
+def _record(model: type[Item], item_id: str, record: FileRecord) -> tuple[FileRecord, bool]:
+    """Put a verified file on its item: reload, re-check, one versioned write; retried on concurrent writes."""
+    for attempt in range(RECORD_ATTEMPTS):
+        item = model.objects(id=item_id, deleted_at=None).first()
+        if item is None:
+            raise DomainError("not_found", "the item was deleted meanwhile")
+        existing = item.file_by_upload_key(record.upload_key)
+        if existing is not None:
+            if existing.sha256 != record.sha256:
+                raise DomainError("conflict", "this upload key already holds a different file; use a new key")
+            return existing, False
+        _check_editable(item)
+        if len(item.files) >= MAX_FILES:
+            raise DomainError("validation_failed", f"at most {MAX_FILES} files per item")
+        item.files = list(item.files) + [record]
+        item.updated_at = now()
+        try:
+            save_with_events(item)
+            return record, True
+        except DomainError as exc:
+            if exc.code != "conflict" or attempt == RECORD_ATTEMPTS - 1:
+                raise
+    raise DomainError("conflict")  # pragma: no cover - the loop returns or raises
+
+
+# ---- downloads -------------------------------------------------------------------------------------------
+
+def find_file(principal: Principal, file_id: str) -> tuple[Item, FileRecord]:
+    """A file by id, for those who may see its item (another school's: not found)."""
+    for model in (Outcome, Performance):
+        item = model.objects(Q(files__file_id=file_id) | Q(retired_files__file_id=file_id), deleted_at=None).first()
+        if item is not None:
+            _school_of(principal, item.school)
+            if relation(principal, item) is None:
+                raise DomainError("forbidden")
+            return item, item.file(file_id)
+    raise DomainError("not_found")
+
+
+def open_file(intake: Intake, record: FileRecord) -> Iterator[bytes]:
+    try:
+        return intake.store.open(record.storage_key)
+    except Exception as exc:
+        log.error("media object %s of file %s cannot be opened: %s", record.storage_key, record.file_id, exc)
+        raise DomainError("storage_unavailable") from exc
+
+
+def verified_stream(chunks: Iterator[bytes], record: FileRecord, on_error: Callable[[str], None]) -> Iterator[bytes]:
+    """Pass the stored bytes through, hashing them. The last chunk is held back until the whole object matched
+    its recorded size and sha256: on a mismatch the response is cut short (the client sees a broken transfer,
+    never a silently wrong file)."""
+    digest, size, pending = hashlib.sha256(), 0, b""
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+            if size > record.size:
+                break
+            if pending:
+                yield pending
+            pending = chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if size != record.size or digest.hexdigest() != record.sha256:
+        on_error(f"file {record.file_id}: stored bytes do not match (size {size}, sha256 {digest.hexdigest()})")
+        raise IOError("stored file failed verification")
+    if pending:
+        yield pending
+
+
+def file_link(intake: Intake, record: FileRecord, expires: int) -> str | None:
+    try:
+        return intake.store.link(record.storage_key, min(expires, LINK_SECONDS), record.name)
+    except Exception as exc:
+        raise DomainError("storage_unavailable") from exc

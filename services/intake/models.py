@@ -1,0 +1,185 @@
+"""Intake's documents (database ``footprint_intake``). Every document carries its school.
+
+Aggregates (with outboxes): Outcome (課程學習成果) and Performance (多元表現). Local read models fed by
+events, so intake never calls another service synchronously: the school's upload Policy (set here by the
+school admin until the scheduling service announces windows), Section and Enrolment (from records) and
+the user directory (from identity).
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+from mongoengine import (BooleanField, DateTimeField, Document, EmbeddedDocument, EmbeddedDocumentField, FloatField,
+                         IntField, ListField, StringField)
+
+from shared.outbox import Aggregate
+from shared.projections import user_directory
+
+ALIAS = "intake"
+
+MiB = 1024 * 1024
+DOCUMENT_LIMIT_MAX = 4 * MiB
+MEDIA_LIMIT_MAX = 10 * MiB
+MAX_FILES = 5          # per item
+MAX_LINKS = 5          # external links per performance
+BRIEF_MAX = 100        # characters
+# 學年度 (3 digits) + 學期: "11201" as documented, or "1121" as shared.events.SectionFacts' pattern has it today.
+TERM_PATTERN = r"^\d{3}0?[12]$"
+
+OUTCOME_STATUSES = ("draft", "submitted", "certified", "returned")
+EDITABLE = ("draft", "returned")
+PERFORMANCE_CATEGORIES = ("competition", "licence", "service_learning", "group_activity", "flexible_learning",
+                          "workplace_learning", "other")
+
+
+def now() -> datetime:
+    """UTC now at millisecond precision, as MongoDB keeps it (a response equals what a later read returns)."""
+    moment = datetime.now(timezone.utc)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Policy(Document):
+    """A school's upload rules. Defaults apply until the school admin saves its own."""
+
+    meta = {"db_alias": ALIAS, "collection": "policies"}
+    school = StringField(primary_key=True, regex=r"^\d{6}$")
+    document_limit = IntField(default=DOCUMENT_LIMIT_MAX, min_value=1, max_value=DOCUMENT_LIMIT_MAX)
+    media_limit = IntField(default=MEDIA_LIMIT_MAX, min_value=1, max_value=MEDIA_LIMIT_MAX)
+    outcome_cap_per_term = IntField(default=6, min_value=1)
+    performance_cap_per_year = IntField(default=10, min_value=1)
+    uploads_open = BooleanField(default=True)
+    updated_at = DateTimeField(null=True)
+    updated_by = StringField(null=True)
+
+    @classmethod
+    def of(cls, school: str) -> "Policy":
+        return cls.objects(school=school).first() or cls(school=school)
+
+
+class FileRecord(EmbeddedDocument):
+    """A stored, verified file. ``storage_key`` is never shown to users; ``file_id`` is how they name it."""
+
+    file_id = StringField(required=True)
+    upload_key = StringField(required=True)
+    storage_key = StringField(required=True)
+    name = StringField(required=True, max_length=220)
+    kind = StringField(required=True, choices=("document", "media"))
+    media_type = StringField(required=True)
+    size = IntField(required=True, min_value=1)
+    sha256 = StringField(required=True, regex=r"^[0-9a-f]{64}$")
+    uploaded_at = DateTimeField(required=True)
+    uploaded_by = StringField(required=True)
+    # The submission that first carried this file: such a file is evidence and is never deleted from the store.
+    submitted_in = IntField(null=True)
+    removed_at = DateTimeField(null=True)
+
+
+class Item(Aggregate):
+    """What outcomes and performances share: owner, files, soft deletion."""
+
+    meta = {"abstract": True}
+    id = StringField(primary_key=True, default=new_id)
+    school = StringField(required=True, regex=r"^\d{6}$")
+    student_id = StringField(required=True)
+    brief = StringField(default="", max_length=BRIEF_MAX)
+    files = ListField(EmbeddedDocumentField(FileRecord), default=list)
+    # Files removed after they were part of a submission: kept (and downloadable by the item's viewers) as evidence.
+    retired_files = ListField(EmbeddedDocumentField(FileRecord), default=list)
+    deleted_at = DateTimeField(null=True)
+    created_at = DateTimeField(default=now)
+    updated_at = DateTimeField(default=now)
+
+    def file(self, file_id: str, *, retired: bool = True) -> FileRecord | None:
+        for record in list(self.files) + (list(self.retired_files) if retired else []):
+            if record.file_id == file_id:
+                return record
+        return None
+
+    def file_by_upload_key(self, upload_key: str) -> FileRecord | None:
+        return next((f for f in self.files if f.upload_key == upload_key), None)
+
+
+class Outcome(Item):
+    """課程學習成果: one student's work for one of their course sections in one term."""
+
+    meta = {"db_alias": ALIAS, "collection": "outcomes", "indexes": [
+        ("school", "student_id", "term"), ("school", "section_id"), "files.file_id", "retired_files.file_id"]}
+    term = StringField(required=True, regex=TERM_PATTERN)
+    section_id = StringField(required=True)
+    enrolment_id = StringField(required=True)
+    course_code = StringField(required=True)
+    subject_name = StringField(default="")
+    status = StringField(default="draft", choices=OUTCOME_STATUSES)
+    submission = IntField(default=0)  # number of the latest submission; 0 until first submitted
+    submitted_at = DateTimeField(null=True)
+    submitted_by = StringField(null=True)
+    submitted_from = StringField(null=True)
+    certified_at = DateTimeField(null=True)
+    certified_by = StringField(null=True)
+    returned_at = DateTimeField(null=True)
+    returned_by = StringField(null=True)
+    return_reason = StringField(null=True)
+
+    @property
+    def editable(self) -> bool:
+        return self.status in EDITABLE
+
+
+class Performance(Item):
+    """多元表現: a competition, licence, service learning, … with proof files and links, per school year."""
+
+    meta = {"db_alias": ALIAS, "collection": "performances", "indexes": [
+        ("school", "student_id", "year"), "files.file_id", "retired_files.file_id"]}
+    year = StringField(required=True, regex=r"^\d{3}$")  # 學年度
+    term = StringField(null=True, regex=TERM_PATTERN)
+    category = StringField(required=True, choices=PERFORMANCE_CATEGORIES)
+    name = StringField(required=True, max_length=100)
+    organiser = StringField(default="", max_length=100)
+    start_date = StringField(required=True, regex=r"^\d{4}-\d{2}-\d{2}$")
+    end_date = StringField(required=True, regex=r"^\d{4}-\d{2}-\d{2}$")
+    hours = FloatField(default=0, min_value=0, max_value=2000)
+    result = StringField(default="", max_length=100)
+    links = ListField(StringField(max_length=2048), default=list)
+    status = StringField(default="draft", choices=("draft",))  # selection (勾選) for submission comes later
+
+    @property
+    def editable(self) -> bool:
+        return self.status == "draft"
+
+
+# ---- projections of other services' facts -------------------------------------------------------------------
+
+class Section(Document):
+    """A course section as records announces it (records.section.*): who teaches it certifies its outcomes."""
+
+    meta = {"db_alias": ALIAS, "collection": "sections", "indexes": [("school", "teacher_ids"), ("school", "term")]}
+    section_id = StringField(primary_key=True)
+    school = StringField(required=True)
+    term = StringField(required=True)
+    course_code = StringField(required=True)
+    subject_name = StringField(default="")
+    teacher_ids = ListField(StringField(), default=list)
+    event_at = DateTimeField()
+
+
+class Enrolment(Document):
+    """A student's enrolment in a section (records.enrolment.*)."""
+
+    meta = {"db_alias": ALIAS, "collection": "enrolments",
+            "indexes": [("school", "student_id", "section_id"), ("school", "section_id")]}
+    enrolment_id = StringField(primary_key=True)
+    school = StringField(required=True)
+    term = StringField(required=True)
+    section_id = StringField(required=True)
+    student_id = StringField(required=True)
+    course_code = StringField(null=True)
+    active = BooleanField(default=True)
+    event_at = DateTimeField()
+
+
+Directory = user_directory(ALIAS)
