@@ -44,7 +44,7 @@ def apply_user_event(model: type[Document], envelope: Envelope, payload) -> None
                   "display_name": payload.display_name, "roles": list(payload.roles),
                   "homeroom_class": payload.homeroom_class, "student_no": student.student_no if student else None,
                   "class_name": student.class_name if student else None, "grade": student.grade if student else None,
-                  "status": student.status if student else None, "event_at": envelope.occurred_at}
+                  "status": student.status if student else None, "active": True, "event_at": envelope.occurred_at}
     elif isinstance(payload, UserDeactivated):
         values = {"school": payload.school, "active": False, "event_at": envelope.occurred_at}
     else:
