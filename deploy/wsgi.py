@@ -12,7 +12,8 @@ import os
 from shared.tracing import init_tracing
 
 # Every process kind, in start order: identity first (others fetch its signing keys), the gateway last.
-SERVICES = {"identity": "services.identity.app", "gateway": "gateway.app"}
+SERVICES = {"identity": "services.identity.app", "records": "services.records.app", "intake": "services.intake.app",
+            "certification": "services.certification.app", "gateway": "gateway.app"}
 
 
 def boot(name: str, *, start_workers: bool | None = None):
@@ -20,6 +21,9 @@ def boot(name: str, *, start_workers: bool | None = None):
                         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     init_tracing(name)
     runtime = importlib.import_module(SERVICES[name]).create_runtime()
+    from deploy.topology import declare
+
+    declare(runtime.settings.bus_url)  # every service's queues exist before this process publishes anything
     if runtime.settings.inproc_workers if start_workers is None else start_workers:
         runtime.start_workers(wait=False)
     if os.environ.get("FOOTPRINT_SEED_DEMO") == "1" and runtime.spec.seed_demo:

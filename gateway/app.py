@@ -27,6 +27,8 @@ log = logging.getLogger("footprint.gateway")
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
               "transfer-encoding", "upgrade", "host", "content-length"}
+# Replaced, not copied: the gateway's own CLIENT span becomes the parent (a copied header would travel twice).
+NOT_FORWARDED = HOP_BY_HOP | {"traceparent", "tracestate", "x-forwarded-for", "x-request-id"}
 CHUNK = 64 * 1024
 
 
@@ -101,7 +103,7 @@ class Gateway:
         length = request.content_length
         if length is not None and length > limit:
             raise DomainError("payload_too_large", f"at most {limit} bytes")
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         headers["X-Request-ID"] = g.request_id
         # Services record where a request came from (audit trails): give them the address the gateway trusts,
         # never a client-written X-Forwarded-For.

@@ -93,6 +93,7 @@ def connect_documents(service: str, url: str, *, db_name: str | None = None) -> 
     """Open the service's connection under alias ``service`` (idempotent for the same alias)."""
     db_name = db_name or f"footprint_{service}"
     mongoengine.disconnect(alias=service)
+    _forget_cached_collections(service)
     if url.startswith("mongomock://"):
         import mongomock
 
@@ -104,6 +105,18 @@ def connect_documents(service: str, url: str, *, db_name: str | None = None) -> 
     else:
         mongoengine.connect(db=db_name, alias=service, host=url, tz_aware=True,
                             serverSelectionTimeoutMS=3000, uuidRepresentation="standard")
+
+
+def _forget_cached_collections(alias: str) -> None:
+    """Drop every document class's cached collection for ``alias``. mongoengine's own disconnect finds classes
+    through a registry keyed by class name, so of two services' same-named classes (records' and intake's
+    ``Enrolment``) one would keep talking to the old connection."""
+    stack = list(mongoengine.Document.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if not cls._meta.get("abstract") and cls._meta.get("db_alias") == alias:
+            cls._collection = None
 
 
 def database(service: str):

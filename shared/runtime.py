@@ -6,6 +6,7 @@ into a running process the same way in the embedded run, under gunicorn, and in 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -46,6 +47,7 @@ class Runtime:
         self.processed = ProcessedEvents(database(spec.name))
         self.consumers: list[ConsumerWorker] = []
         self.state: dict = {}  # service-specific objects shared by API and consumers (e.g. signing keys)
+        self.stopping = threading.Event()  # background work of the service (seeding, jobs) ends when this is set
         if spec.on_start:
             spec.on_start(self)
 
@@ -74,6 +76,7 @@ class Runtime:
             wait_ready(self.consumers)
 
     def stop_workers(self) -> None:
+        self.stopping.set()
         outbox_module.remove_listener(self.relay.notify)
         self.relay.stop()
         for worker in self.consumers:

@@ -79,3 +79,14 @@ def bearer(tokens: dict | str) -> dict:
 @pytest.fixture
 def unique() -> str:
     return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fresh_memory_bus():
+    """kombu's memory:// broker is one per process: give each test module an empty one, as each process has."""
+    from kombu.transport import memory
+
+    memory.Transport.global_state.clear()
+    memory.Channel.queues.clear()
+    memory.Channel.events.clear()
+    yield

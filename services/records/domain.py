@@ -699,7 +699,8 @@ def seed_demo(runtime, *, timeout: float = 60.0, poll: float = 0.2) -> None:
             if time.monotonic() > deadline:
                 log.warning("records demo seed: the directory does not know the demo users after %.0fs", timeout)
                 return
-            time.sleep(poll)
+            if runtime.stopping.wait(poll):
+                return  # the service is stopping
         for school in DEMO_SCHOOLS:
             seed_school(school)
         log.info("records demo seed: term %s, 國語文 for 101, student01 enrolled", DEMO_TERM)

@@ -129,10 +129,14 @@ def test_rate_limits_answer_429_with_retry_after(platform):
 
 def test_readiness_and_the_merged_api_document(platform):
     ready = requests.get(f"{platform.url}/readyz").json()
-    assert ready["status"] == "ready" and ready["checks"] == {"documents": "ok", "bus": "ok", "service:identity": "ok"}
+    assert ready["status"] == "ready" and ready["checks"] == {
+        "documents": "ok", "bus": "ok", "service:identity": "ok", "service:records": "ok", "service:intake": "ok",
+        "service:certification": "ok"}
     assert requests.get(f"{platform.url}/healthz").json()["status"] == "alive"
     document = requests.get(f"{platform.url}/api/v1/openapi.json").json()
-    assert {"/api/v1/auth/login", "/api/v1/me", "/healthz", "/readyz", "/api/v1/openapi.json"} <= set(document["paths"])
+    assert {"/api/v1/auth/login", "/api/v1/me", "/healthz", "/readyz", "/api/v1/openapi.json",
+            "/api/v1/records/schools/{code}/sections", "/api/v1/intake/outcomes/{outcome_id}/files/{upload_key}",
+            "/api/v1/certification/outcomes/{outcome_id}/certify"} <= set(document["paths"])
     assert "Problem" in document["components"]["schemas"] and "x-footprint-missing-services" not in document
 
 
@@ -168,9 +172,13 @@ def test_services_get_the_address_the_gateway_saw_not_a_forged_one(platform, mon
     admin = sign_in(platform, "admin")
     upstream = StandInService()
     monkeypatch.setitem(platform.gateway_app.extensions["footprint.gateway"].upstreams, "identity", upstream.url)
+    client_trace = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
     seen = requests.get(f"{platform.url}/api/v1/schools/999001/echo-headers",
-                        headers={**auth(admin), "X-Forwarded-For": "6.6.6.6"}).json()
-    assert seen["X-Forwarded-For"] == "127.0.0.1" and seen["X-Request-Id"] and seen["Traceparent"].startswith("00-")
+                        headers={**auth(admin), "X-Forwarded-For": "6.6.6.6", "traceparent": client_trace}).json()
+    assert seen["X-Forwarded-For"] == "127.0.0.1" and seen["X-Request-Id"]
+    # one traceparent: the client's trace continues, with the gateway's own span as the parent
+    assert "," not in seen["Traceparent"] and seen["Traceparent"].startswith("00-" + "ab" * 16)
+    assert seen["Traceparent"] != client_trace
     upstream.stop()
 
 
@@ -182,4 +190,4 @@ def test_upstream_down_is_503(platform, monkeypatch):
     assert response.status_code == 503 and response.json()["code"] == "upstream_unavailable"
     ready = requests.get(f"{platform.url}/readyz")
     assert ready.status_code == 503 and ready.json()["checks"]["service:identity"].startswith("error")
-    assert requests.get(f"{platform.url}/api/v1/openapi.json").json()["x-footprint-missing-services"] == ["identity"]
+    assert "identity" in requests.get(f"{platform.url}/api/v1/openapi.json").json()["x-footprint-missing-services"]

@@ -31,12 +31,26 @@ def otlp():
 
 
 @pytest.fixture(scope="session")
-def processes(vhost_url, otlp, tmp_path_factory):
+def s3_media_url():
+    """moto's S3 server over real HTTP, standing in for MinIO (the minio SDK talks to it)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"s3://footprint:footprint-secret@127.0.0.1:{port}/footprint-media"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def processes(vhost_url, otlp, s3_media_url, tmp_path_factory):
     from deploy.services import ProcessSet
 
     var = tmp_path_factory.mktemp("system-var")
-    procs = ProcessSet(ports={"identity": free_port(), "gateway": free_port()}, var_dir=str(var), env={
-        "BUS_URL": vhost_url, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
+    from deploy.wsgi import SERVICES
+
+    procs = ProcessSet(ports={name: free_port() for name in SERVICES}, var_dir=str(var), env={
+        "BUS_URL": vhost_url, "MEDIA_URL": s3_media_url, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OUTBOX_POLL_SECONDS": "0.2", "GUNICORN_THREADS": "16"})
     procs.start()
     yield procs

@@ -20,7 +20,10 @@ def test_gateway_memory_stays_flat_under_concurrent_10mb_uploads(vhost_url, tmp_
     from deploy.services import ProcessSet
 
     stand_in = StandInService()
-    procs = ProcessSet(ports={"gateway": free_port(), "identity": stand_in.port}, var_dir=str(tmp_path),
+    from deploy.wsgi import SERVICES
+
+    # The stand-in answers for every upstream (its /readyz makes the gateway ready).
+    procs = ProcessSet(ports={**{name: stand_in.port for name in SERVICES}, "gateway": free_port()}, var_dir=str(tmp_path),
                        env={"BUS_URL": vhost_url, "GATEWAY_USER_RATE": "1000", "GATEWAY_USER_BURST": "1000"})
     procs.start(names=("gateway",))
     try:
