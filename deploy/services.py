@@ -46,6 +46,14 @@ class ProcessSet:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def start(self, timeout: float = 30.0, names: tuple[str, ...] = ORDER) -> "ProcessSet":
+        try:
+            self._start(timeout, names)
+        except BaseException:
+            self.stop()  # never leave half a platform running
+            raise
+        return self
+
+    def _start(self, timeout: float, names: tuple[str, ...]) -> None:
         for name in names:
             env = {**self.env, "BIND": f"127.0.0.1:{self.ports[name]}", "FOOTPRINT_PROCESS": f"footprint-{name}",
                    "OTEL_SERVICE_NAME": name}
@@ -54,7 +62,6 @@ class ProcessSet:
                 [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), f"deploy.wsgi:app({name!r})"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self.wait_ready(name, timeout)
-        return self
 
     def wait_ready(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

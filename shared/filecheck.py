@@ -23,9 +23,19 @@ DOCUMENT = "document"
 MEDIA = "media"
 WINDOW = 64 * 1024
 
-_FOREIGN = [b"<script", b"<?php", b"<html", b"<!doctype html", b"<svg", b"PK\x03\x04", b"PK\x05\x06", b"MZ\x90\x00",
-            b"\x7fELF", b"Rar!\x1a\x07", b"7z\xbc\xaf\x27\x1c", b"%PDF-"]
-_FOREIGN_RE = re.compile(b"|".join(re.escape(m) for m in _FOREIGN), re.IGNORECASE)
+# Markup a browser or interpreter would run, searched through the whole stream (case-insensitive; a regex
+# with a literal '<' first costs ~0.3 ms per MiB, where a find per marker over lowered bytes cost ~7 ms).
+_MARKUP = re.compile(rb"<(?:script|html|\?php|svg|!doctype)", re.IGNORECASE)
+# Signatures of other containers, looked for where polyglots put them: right after the start and in the last
+# 64 KiB (zip readers start from the end, so PDF+ZIP and JPEG+ZIP keep their directory there).
+_SIGNATURES = [b"PK\x03\x04", b"PK\x05\x06", b"MZ\x90\x00", b"\x7fELF", b"Rar!\x1a\x07", b"7z\xbc\xaf\x27\x1c", b"%PDF-"]
+
+
+def _foreign(data: bytes, start: int = 0, *, skip: bytes | None = None) -> bool:
+    """Does ``data`` (from ``start``) hold markup or another format's signature?"""
+    return bool(_MARKUP.search(data, start)) or any(sig != skip and data.find(sig, start) >= 0 for sig in _SIGNATURES)
+
+
 _EXECUTABLE = (b"MZ", b"\x7fELF", b"#!", b"\xca\xfe\xba\xbe", b"\xcf\xfa\xed\xfe")
 _MP4_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4A ", b"M4V ", b"M4B ", b"qt  ",
                b"dash", b"MSNV", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"f4v "}
@@ -106,8 +116,7 @@ class Inspector:
         if self.kind is None or self.kind[0] == DOCUMENT:
             if b"/Encrypt" in scan:
                 self.encrypted = True
-            match = _FOREIGN_RE.search(scan, 1 if offset == 0 else 0)
-            if match and not (match.group(0) == b"%PDF-" and self.kind and self.kind[2] == "pdf"):
+            if not self.foreign and _MARKUP.search(scan):
                 self.foreign = True
         self._carry = scan[-16:]
         if self.kind is not None and self.kind[2] == "mp4":
@@ -173,13 +182,14 @@ class Inspector:
             if eoi < 0:
                 raise DomainError("file_corrupt", "the JPEG is truncated")
             trailing = tail[eoi + 2:]
-            if _FOREIGN_RE.search(trailing):
+            if _foreign(trailing):
                 raise DomainError("file_polyglot", "data of another format after the JPEG")
         elif extension == "mp4":
             if self._mp4_bad or self._mp4_next != self.size or not self._mp4_boxes or self._mp4_boxes[0] != b"ftyp" \
                     or b"moov" not in self._mp4_boxes:
                 raise DomainError("file_corrupt", "the MP4 box structure is broken or truncated")
-        if kind == DOCUMENT and self.foreign:
+        own = b"%PDF-" if extension == "pdf" else None
+        if kind == DOCUMENT and (self.foreign or _foreign(self.head, 1, skip=own) or _foreign(tail, skip=own)):
             raise DomainError("file_polyglot")
         return Verdict(kind=kind, media_type=media_type, extension=extension, size=self.size,
                        sha256=self.digest.hexdigest())

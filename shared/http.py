@@ -92,6 +92,9 @@ def create_app(service: str, *, ready_checks: dict[str, Callable[[], None]] | No
     app.json.ensure_ascii = False
     app.extensions["footprint.service"] = service
     app.extensions["footprint.ready"] = dict(ready_checks or {})
+    # Reported but not fatal: a dependency this process can serve without (the gateway's upstreams — one
+    # service down must not take sign-in and every other route out of the load balancer).
+    app.extensions["footprint.ready_info"] = {}
     app.extensions["footprint.apis"] = []
     _install_request_hooks(app, service)
     _install_error_handlers(app)
@@ -102,16 +105,17 @@ def create_app(service: str, *, ready_checks: dict[str, Callable[[], None]] | No
 
     @app.get("/readyz")
     def readyz():
-        checks, ok = {}, True
-        for name, check in app.extensions["footprint.ready"].items():
-            try:
-                check()
-                checks[name] = "ok"
-            except Exception as exc:
-                ok = False
-                checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
-        return json_response({"status": "ready" if ok else "unready", "service": service, "checks": checks},
-                             200 if ok else 503)
+        checks, ok, degraded = {}, True, False
+        for critical, registry in ((True, app.extensions["footprint.ready"]), (False, app.extensions["footprint.ready_info"])):
+            for name, check in registry.items():
+                try:
+                    check()
+                    checks[name] = "ok"
+                except Exception as exc:
+                    ok, degraded = (False, degraded) if critical else (ok, True)
+                    checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+        status = "unready" if not ok else "degraded" if degraded else "ready"
+        return json_response({"status": status, "service": service, "checks": checks}, 200 if ok else 503)
 
     @app.get("/openapi.json")
     def openapi():

@@ -1,14 +1,18 @@
 """Media storage behind one interface: MinIO/S3 through the ``minio`` SDK, or files on disk.
 
 ``MEDIA_URL``: ``s3://KEY:SECRET@HOST:PORT/BUCKET`` (``s3+https://`` for TLS) or ``file:///path``.
-Writes stream: bytes go from the request to the store in chunks, never whole in memory. A key becomes
+Writes stream: bytes go from the request to the store in chunks, never whole in memory, and ``put`` proves
+the store kept exactly those bytes (S3: the ETag against an MD5 computed on the way; disk: the byte count
+before an atomic rename) or raises. A key becomes
 visible to users only when the owning service records it after the upload was complete and verified, so a
 failed upload is never half-visible; an object whose upload failed verification is deleted.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 import shutil
 import uuid
 from datetime import timedelta
@@ -17,7 +21,7 @@ from typing import Iterable, Iterator
 from urllib.parse import unquote, urlparse
 
 log = logging.getLogger("footprint.storage")
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 
 
 class StorageError(Exception):
@@ -110,7 +114,8 @@ class S3MediaStore:
         public = urlparse(public_endpoint) if public_endpoint else None
         self.public = Minio(public.netloc, access_key=access_key, secret_key=secret_key, secure=public.scheme == "https",
                             region=region, http_client=http_client) if public else self.client
-        self.http = urllib3.PoolManager(maxsize=64, retries=False, timeout=urllib3.Timeout(connect=2, read=60))
+        self.http = urllib3.PoolManager(maxsize=64, retries=False, timeout=urllib3.Timeout(connect=2, read=60),
+                                        blocksize=CHUNK)
         self._ready = False
 
     def _ensure_bucket(self) -> None:
@@ -129,9 +134,19 @@ class S3MediaStore:
                                          preload_content=True, redirect=False)
             if response.status != 200:
                 raise StorageError(f"PUT {key}: {response.status} {response.data[:200]!r}")
+            etag = (response.headers.get("ETag") or "").strip('"')
         else:
-            self.client.put_object(self.bucket, key, counted, length=-1, part_size=5 * 1024 * 1024,
-                                   content_type=content_type)
+            etag = self.client.put_object(self.bucket, key, counted, length=-1, part_size=5 * 1024 * 1024,
+                                          content_type=content_type).etag.strip('"')
+        # Prove the store holds exactly these bytes: a single PUT's ETag is the MD5 of what S3 stored. Where it
+        # is not (multipart, some encryption modes), at least compare the stored size.
+        if re.fullmatch(r"[0-9a-f]{32}", etag or ""):
+            if etag != counted.md5.hexdigest():
+                self.delete(key)
+                raise StorageError(f"{key}: the store holds other bytes than were sent")
+        elif self.size(key) != counted.count:
+            self.delete(key)
+            raise StorageError(f"{key}: the store holds another size than was sent")
         return counted.count
 
     def open(self, key: str) -> Iterator[bytes]:
@@ -174,10 +189,12 @@ class _Counting:
         self._it = iter(chunks)
         self._buffer = b""
         self.count = 0
+        self.md5 = hashlib.md5(usedforsecurity=False)  # to compare with the store's ETag, not for security
 
     def __iter__(self):
         for chunk in self._it:
             self.count += len(chunk)
+            self.md5.update(chunk)
             yield chunk
 
     def read(self, size: int = -1) -> bytes:
@@ -187,6 +204,7 @@ class _Counting:
             except StopIteration:
                 break
             self.count += len(chunk)
+            self.md5.update(chunk)
             self._buffer += chunk
         if size < 0:
             data, self._buffer = self._buffer, b""

@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 import pytest
 
+from services.intake.domain import CHUNK  # the size intake reads a body in
+
 from services.intake.models import Outcome, Performance
 from tests.service.test_intake_support import (MiB, StreamBody, jpeg, mp3, mp4, mp4_chunks, pdf, png, problem_of, sha,
                                                world)  # noqa: F401 (fixture)
@@ -182,7 +184,7 @@ def test_oversize_is_stopped_while_streaming(world):
     body = StreamBody(oversize_pdf())  # endless: the service must stop reading, not wait for the end
     problem_of(world.put_stream(f"/api/v1/intake/outcomes/{item['id']}/files/endless-01", body, length=None), 413,
                "file_too_large")
-    assert 4 * MiB < body.consumed <= 4 * MiB + 2 * 65536, body.consumed  # the document limit, not the media one
+    assert 4 * MiB < body.consumed <= 4 * MiB + 2 * CHUNK, body.consumed  # the document limit, not the media one
     assert_nothing_kept(world, item)
 
 
@@ -191,7 +193,7 @@ def test_oversize_with_a_declared_length_stops_at_the_limit(world):
     body = StreamBody(oversize_pdf())
     problem_of(world.put_stream(f"/api/v1/intake/outcomes/{item['id']}/files/declared-1", body, length=8 * MiB), 413,
                "file_too_large")
-    assert body.consumed <= 4 * MiB + 2 * 65536
+    assert body.consumed <= 4 * MiB + 2 * CHUNK
     assert_nothing_kept(world, item)
 
 
@@ -216,7 +218,7 @@ def test_an_upload_that_fails_midway_leaves_nothing(world):
     body = StreamBody(broken())
     problem_of(world.put_stream(f"/api/v1/intake/outcomes/{item['id']}/files/broken-001", body, length=None), 422,
                "file_corrupt")
-    assert body.consumed > 600_000  # it failed midway, not before
+    assert body.consumed >= 2 * CHUNK  # it failed midway (the read that hit the error counts nothing), not before
     assert_nothing_kept(world, item)
 
 
@@ -251,10 +253,18 @@ def test_a_store_failure_is_503_and_leaves_nothing(world, monkeypatch):
     assert_nothing_kept(world, item)
 
 
-def test_an_object_the_store_lost_after_writing_is_not_recorded(world, monkeypatch):
+def test_a_store_that_cannot_prove_it_kept_the_bytes_is_not_recorded(world, monkeypatch):
+    from shared.storage import StorageError
+
     item = world.outcome()
     store = world.runtime.state["media"]
-    monkeypatch.setattr(store, "size", lambda key: 12)  # the store answers a size that is not what was sent
+
+    def unproven(key, chunks, length=None, content_type=None):
+        for _ in chunks:  # the whole body went out...
+            pass
+        raise StorageError("the store holds other bytes than were sent")  # ...but the store's proof failed
+
+    monkeypatch.setattr(store, "put", unproven)
     problem_of(world.upload(item, pdf()), 503, "storage_unavailable")
     assert_nothing_kept(world, item)
 

@@ -7,6 +7,8 @@ import uuid
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+
+from services.intake.domain import CHUNK  # the size intake reads a body in
 import requests
 
 from tests.conftest import free_port
@@ -121,7 +123,7 @@ def test_oversize_stops_mid_stream_and_leaves_no_object_on_s3(s3_world, length):
     body = StreamBody(endless())
     problem_of(s3_world.put_stream(f"/api/v1/intake/outcomes/{item['id']}/files/s3-oversize", body, length=length),
                413, "file_too_large")
-    assert body.consumed <= 4 * MiB + 2 * 65536
+    assert body.consumed <= 4 * MiB + 2 * CHUNK
     assert bucket_objects(s3_world) == {}
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 import os
 import re
 import shlex
@@ -21,6 +22,8 @@ import pytest
 import yaml
 
 import deploy.wsgi
+import shared.storage
+from shared.config import DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -28,7 +31,14 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 K8S = ROOT / "k8s"
 KINDS = ("web", "worker")
 EXPECTED_PROCESSES = {(name, kind) for name in deploy.wsgi.SERVICES for kind in KINDS}
-REQUIRED_ENV = ("BUS_URL", "DOCUMENTS_URL", "IDENTITY_URL", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# Where every Footprint process finds each service (shared.config.service_url): the gateway proxies to them and
+# its /readyz checks them; services call each other and fetch identity's signing keys through them.
+SERVICE_URL_ENV = ("IDENTITY_URL", "RECORDS_URL", "INTAKE_URL", "CERTIFICATION_URL")
+REQUIRED_ENV = ("BUS_URL", "DOCUMENTS_URL", *SERVICE_URL_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT")
+# Services that keep files in the media store: records (counselling attachments) and intake (uploads).
+MEDIA_SERVICES = ("records", "intake")
+# The web Deployments the HorizontalPodAutoscalers size: (minReplicas, maxReplicas).
+AUTOSCALED = {"gateway": (2, 10), "intake": (2, 20)}
 PART_OF = "app.kubernetes.io/part-of"
 NAME = "app.kubernetes.io/name"
 COMPONENT = "app.kubernetes.io/component"
@@ -42,20 +52,68 @@ def argv(command) -> list[str]:
     return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
 
 
+def wsgi_entry(command) -> tuple[str, list] | None:
+    """The deploy.wsgi factory a gunicorn command names and its literal arguments (gunicorn evaluates them the
+    same way): ('app', ['records']) for 'deploy.wsgi:app("records")', ('identity', []) for
+    'deploy.wsgi:identity()'; None if there is no such argument or it is not a call with literal arguments."""
+    for arg in argv(command):
+        if arg.startswith("deploy.wsgi:"):
+            try:
+                call = ast.parse(arg.split(":", 1)[1], mode="eval").body
+            except SyntaxError:
+                return None
+            if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and not call.keywords
+                    and all(isinstance(a, ast.Constant) for a in call.args)):
+                return call.func.id, [a.value for a in call.args]
+            return None
+    return None
+
+
 def classify(command) -> tuple[str, str | None]:
-    """('web', service) for gunicorn 'deploy.wsgi:<service>()', ('worker', service) for
-    'python -m deploy.worker <service>', otherwise ('other', None)."""
+    """('web', service) for gunicorn 'deploy.wsgi:app("<service>")' or a shortcut 'deploy.wsgi:<service>()',
+    ('worker', service) for 'python -m deploy.worker <service>', otherwise ('other', None).
+    A web command whose factory call is neither form gives ('web', None)."""
     args = argv(command)
     if any(Path(arg).name == "gunicorn" for arg in args[:1]) or args[:3] == ["python", "-m", "gunicorn"]:
-        for arg in args:
-            match = re.fullmatch(r"deploy\.wsgi:(\w+)\(\)", arg)
-            if match:
-                return "web", match.group(1)
-        return "other", None
+        entry = wsgi_entry(args)
+        if entry is None:
+            return "other", None
+        func, params = entry
+        if func == "app":
+            return "web", params[0] if len(params) == 1 and isinstance(params[0], str) else None
+        return "web", None if params else func
     for i, arg in enumerate(args[:-2]):
         if arg == "-m" and args[i + 1] == "deploy.worker":
             return "worker", args[i + 2]
     return "other", None
+
+
+def check_web_entry_point(label: str, command) -> None:
+    """The factory exists, accepts the arguments, and serves the service classify() reads from the command:
+    called with deploy.wsgi.app stubbed, it must ask for that service, and that service must be in SERVICES."""
+    kind, target = classify(command)
+    assert kind == "web", f"{label}: not a gunicorn 'deploy.wsgi:...' command: {command}"
+    func, params = wsgi_entry(command)
+    factory = getattr(deploy.wsgi, func, None)
+    assert callable(factory), f"{label}: deploy.wsgi has no {func}()"
+    try:
+        inspect.signature(factory).bind(*params)
+    except TypeError as exc:
+        raise AssertionError(f"{label}: deploy.wsgi.{func}{tuple(params)} does not fit its signature: {exc}") from None
+    assert target in deploy.wsgi.SERVICES, f"{label}: {target!r} is not in deploy.wsgi.SERVICES"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deploy.wsgi, "app", lambda name: ("app", name))
+        served = getattr(deploy.wsgi, func)(*params)
+    assert served == ("app", target), f"{label}: deploy.wsgi.{func}() serves {served!r}, not {target!r}"
+
+
+def quantity_bytes(value) -> int:
+    """A Kubernetes memory quantity (512Mi, 1Gi, 1536Mi, 1G, 1000000) in bytes."""
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(value).strip())
+    assert match, f"unreadable quantity {value!r}"
+    units = {None: 1, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "k": 10 ** 3, "M": 10 ** 6,
+             "G": 10 ** 9, "T": 10 ** 12}
+    return int(match.group(1)) * units[match.group(2)]
 
 
 def python_code(command) -> str | None:
@@ -164,8 +222,7 @@ def test_compose_commands_start_entry_points_that_exist(footprint_services):
         assert command, f"{name}: give the command explicitly"
         kind, target = classify(command)
         if kind == "web":
-            assert callable(getattr(deploy.wsgi, target, None)), f"{name}: deploy.wsgi has no {target}()"
-            assert target in deploy.wsgi.SERVICES, name
+            check_web_entry_point(name, command)
         elif kind == "worker":
             assert target in deploy.wsgi.SERVICES, f"{name}: deploy.worker cannot run {target!r}"
         else:
@@ -196,19 +253,66 @@ def test_compose_web_processes_bind_their_port_and_check_readyz(footprint_servic
         compile(healthcheck_code(service["healthcheck"]["test"]), name, "exec")
 
 
-def test_identity_url_reaches_the_identity_web_process(footprint_services):
-    identity = compose_processes(footprint_services)[("identity", "web")]
-    port = port_of(env_of(footprint_services[identity])["BIND"])
-    for name, service in footprint_services.items():
-        url = urlsplit(env_of(service)["IDENTITY_URL"])
-        assert (url.hostname, url.port) == (identity, port), name
+def test_service_urls_name_every_service_but_the_gateway():
+    from gateway import routes
+
+    assert set(SERVICE_URL_ENV) == {f"{name.upper()}_URL" for name in deploy.wsgi.SERVICES if name != "gateway"}
+    assert {f"{name.upper()}_URL" for name in routes.routed_services()} <= set(SERVICE_URL_ENV)
 
 
-def test_the_gateway_is_published_and_identity_is_not(compose, footprint_services):
+@pytest.mark.parametrize("variable", SERVICE_URL_ENV)
+def test_each_service_url_reaches_that_services_web_process(footprint_services, variable):
+    service = variable.removesuffix("_URL").lower()
+    web = compose_processes(footprint_services)[(service, "web")]
+    port = port_of(env_of(footprint_services[web])["BIND"])
+    assert port == DEFAULT_PORTS[service], f"{web} listens on {port}, not {service}'s port {DEFAULT_PORTS[service]}"
+    for name, service_def in footprint_services.items():
+        url = urlsplit(env_of(service_def)[variable])
+        assert (url.scheme, url.hostname, url.port) == ("http", web, port), f"{name}: {variable}"
+
+
+def test_only_the_gateway_is_published(compose, footprint_services):
     processes = compose_processes(footprint_services)
     gateway = footprint_services[processes[("gateway", "web")]]
     assert any(str(port).split(":")[-1] == str(port_of(env_of(gateway)["BIND"])) for port in gateway.get("ports", []))
-    assert not footprint_services[processes[("identity", "web")]].get("ports"), "identity is reached through the gateway"
+    for (target, kind), name in processes.items():
+        if target != "gateway":
+            assert not footprint_services[name].get("ports"), f"{name} is reached through the gateway"
+
+
+def test_the_gateway_starts_after_every_web_process_is_healthy(footprint_services):
+    """Its /readyz checks every service it routes to: started earlier, it would only be unready."""
+    processes = compose_processes(footprint_services)
+    depends = footprint_services[processes[("gateway", "web")]].get("depends_on") or {}
+    assert isinstance(depends, dict), "the gateway must wait for conditions, not only start order"
+    for (target, kind), name in processes.items():
+        if kind == "web" and target != "gateway":
+            assert (depends.get(name) or {}).get("condition") == "service_healthy", f"the gateway must wait for {name}"
+
+
+def test_media_services_get_the_s3_media_url(compose, footprint_services):
+    """Records and intake open the media store at boot (web and worker alike): without MEDIA_URL they would
+    write to ./var/media inside the container, invisible to every other process."""
+    using_media = {name for name, module in deploy.wsgi.SERVICES.items()
+                   if getattr(importlib.import_module(module), "media_store", None) is shared.storage.media_store}
+    assert set(MEDIA_SERVICES) <= using_media
+    job = " ".join(argv(compose["services"]["createbuckets"].get("command")))
+    for (target, kind), name in compose_processes(footprint_services).items():
+        if target in using_media:
+            url = urlsplit(env_of(footprint_services[name]).get("MEDIA_URL", ""))
+            assert url.scheme == "s3" and url.hostname and url.port, f"{name}: MEDIA_URL must name the MinIO store"
+            assert url.username and url.password, f"{name}: MEDIA_URL carries the MinIO credentials"
+            assert f"local/{url.path.strip('/')}" in job, f"{name}: bucket {url.path} is not created"
+
+
+def test_intake_runs_more_web_workers_for_the_deadline_peak(footprint_services):
+    processes = compose_processes(footprint_services)
+    intake = env_of(footprint_services[processes[("intake", "web")]])
+    assert intake.get("WEB_CONCURRENCY") == "4"
+    for (target, kind), name in processes.items():
+        if kind == "web" and target != "intake":
+            others = int(env_of(footprint_services[name]).get("WEB_CONCURRENCY", "1"))
+            assert int(intake["WEB_CONCURRENCY"]) > others, f"intake should outnumber {name}'s web workers"
 
 
 def test_mongo_is_a_replica_set_matching_documents_url(compose, footprint_services):
@@ -270,12 +374,17 @@ def test_identity_processes_share_their_keys(footprint_services):
     assert len(mounts) == 1, f"identity processes use different key volumes: {mounts}"
 
 
-def test_demo_seed_only_for_identity(footprint_services):
+def test_demo_seed_runs_once_per_seeding_service(footprint_services):
     seeded = [name for name, s in footprint_services.items() if env_of(s).get("FOOTPRINT_SEED_DEMO") == "1"]
     assert seeded, "the compose stack should come with demo accounts"
+    targets = []
     for name in seeded:
         kind, target = classify(footprint_services[name].get("command"))
-        assert target == "identity" or "'identity'" in (python_code(footprint_services[name]["command"]) or ""), name
+        code = python_code(footprint_services[name]["command"]) or ""
+        # identity seeds in its one-shot init job; records seeds in its single worker (it waits for the users)
+        assert "'identity'" in code or (target == "records" and kind == "worker"), name
+        targets.append("identity" if "'identity'" in code else target)
+    assert sorted(targets) == ["identity", "records"]
 
 
 def test_worker_healthchecks_compile(footprint_services):
@@ -359,8 +468,14 @@ def test_k8s_processes_equal_compose_processes_and_the_services(k8s_objects, foo
     k8s = set()
     for deployment in of_kind(k8s_objects, "Deployment"):
         labels = deployment["spec"]["template"]["metadata"]["labels"]
-        kind, target = classify(containers(deployment)[0].get("command"))
+        command = containers(deployment)[0].get("command")
+        kind, target = classify(command)
         assert (labels[NAME], labels[COMPONENT]) == (target, kind), deployment["metadata"]["name"]
+        if kind == "web":
+            check_web_entry_point(deployment["metadata"]["name"], command)
+        else:
+            assert kind == "worker" and target in deploy.wsgi.SERVICES, deployment["metadata"]["name"]
+        assert (target, kind) not in k8s, f"{deployment['metadata']['name']} duplicates a process"
         k8s.add((target, kind))
     assert k8s == EXPECTED_PROCESSES
     assert set(compose_processes(footprint_services)) == EXPECTED_PROCESSES
@@ -401,9 +516,11 @@ def test_http_probes_use_declared_ports_and_bind_matches(k8s_objects):
         numbers, names = container_ports(deployment)
         for container in containers(deployment):
             env = {e["name"]: e.get("value") for e in container.get("env") or []}
-            if classify(container.get("command"))[0] == "web":
+            kind, target = classify(container.get("command"))
+            if kind == "web":
                 assert port_of(env["BIND"]) in numbers, f"{deployment['metadata']['name']}: BIND vs containerPort"
                 assert env["BIND"].startswith("0.0.0.0:")
+                assert port_of(env["BIND"]) == DEFAULT_PORTS[target], f"{deployment['metadata']['name']}: port"
             for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                 http = (container.get(probe) or {}).get("httpGet")
                 if http:
@@ -423,15 +540,47 @@ def test_web_deployments_keep_two_replicas(k8s_objects):
             assert deployment["spec"].get("replicas", 1) >= 2, name
 
 
-def test_gateway_autoscaler(k8s_objects):
-    deployments = {d["metadata"]["name"] for d in of_kind(k8s_objects, "Deployment")}
-    (hpa,) = of_kind(k8s_objects, "HorizontalPodAutoscaler")
-    assert hpa["apiVersion"] == "autoscaling/v2"
-    target = hpa["spec"]["scaleTargetRef"]
-    assert target["kind"] == "Deployment" and target["name"] in deployments and target["name"] == "gateway"
-    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
-    (metric,) = hpa["spec"]["metrics"]
-    assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["averageUtilization"] == 70
+def test_autoscalers_for_the_gateway_and_intake(k8s_objects):
+    deployments = {d["metadata"]["name"]: d for d in of_kind(k8s_objects, "Deployment")}
+    hpas = of_kind(k8s_objects, "HorizontalPodAutoscaler")
+    targets = {}
+    for hpa in hpas:
+        name = hpa["metadata"]["name"]
+        assert hpa["apiVersion"] == "autoscaling/v2", name
+        target = hpa["spec"]["scaleTargetRef"]
+        assert target["kind"] == "Deployment" and target["name"] in deployments, name
+        labels = deployments[target["name"]]["spec"]["template"]["metadata"]["labels"]
+        assert labels[COMPONENT] == "web", f"{name} scales a {labels[COMPONENT]}"
+        assert target["name"] not in targets, f"two autoscalers for {target['name']}"
+        targets[target["name"]] = (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
+        (metric,) = hpa["spec"]["metrics"]
+        assert metric["type"] == "Resource" and metric["resource"]["name"] == "cpu", name
+        assert metric["resource"]["target"] == {"type": "Utilization", "averageUtilization": 70}, name
+        # Utilisation is relative to the request: every container of the target must request CPU.
+        for container in containers(deployments[target["name"]]):
+            assert container["resources"]["requests"].get("cpu"), f"{name}: {container['name']} requests no CPU"
+    assert targets == AUTOSCALED
+
+
+def test_intake_has_the_largest_memory_limit(k8s_objects):
+    """Uploads stream, but an intake pod holds many in flight (WEB_CONCURRENCY x 32 threads)."""
+    limits = {d["metadata"]["name"]: max(quantity_bytes(c["resources"]["limits"]["memory"]) for c in containers(d))
+              for d in of_kind(k8s_objects, "Deployment")}
+    intake = limits.pop("intake")
+    assert limits and intake > max(limits.values()), f"intake's memory limit {intake} is not above {limits}"
+
+
+def test_media_services_get_the_s3_media_url_in_k8s(k8s_objects, config_keys):
+    for deployment in of_kind(k8s_objects, "Deployment"):
+        if deployment["spec"]["template"]["metadata"]["labels"][NAME] not in MEDIA_SERVICES:
+            continue
+        for container in containers(deployment):
+            env = {e["name"]: e.get("value") or "" for e in container.get("env") or []}
+            url = env.get("MEDIA_URL", "")
+            resolved = re.sub(r"\$\((\w+)\)", lambda m: config_keys["footprint-config"].get(m.group(1), "X"), url)
+            parsed = urlsplit(resolved)
+            assert parsed.scheme == "s3" and parsed.hostname and parsed.port, f"{deployment['metadata']['name']}: {url!r}"
+            assert parsed.path.strip("/") == config_keys["footprint-config"]["MEDIA_BUCKET"], deployment["metadata"]["name"]
 
 
 def test_services_select_deployments_and_target_their_ports(k8s_objects):
@@ -495,11 +644,19 @@ def test_container_environment_resolves(k8s_objects, config_keys, secret_keys):
                     assert item["key"] in secret_keys[volume["secret"]["secretName"]], f"{name}: {item['key']}"
 
 
-def test_identity_url_in_the_configmap_reaches_the_identity_service(k8s_objects, config_keys):
+@pytest.mark.parametrize("variable", SERVICE_URL_ENV)
+def test_service_urls_in_the_configmap_reach_their_services(k8s_objects, config_keys, variable):
+    target = variable.removesuffix("_URL").lower()
     services = {s["metadata"]["name"]: s for s in of_kind(k8s_objects, "Service")}
-    url = urlsplit(config_keys["footprint-config"]["IDENTITY_URL"])
-    assert url.hostname in services
-    assert url.port in {p["port"] for p in services[url.hostname]["spec"]["ports"]}
+    url = urlsplit(config_keys["footprint-config"][variable])
+    assert url.scheme == "http" and url.hostname in services, variable
+    service = services[url.hostname]
+    assert (service["spec"]["selector"].get(NAME), service["spec"]["selector"].get(COMPONENT)) == (target, "web"), (
+        f"{variable} reaches Service {url.hostname}, which does not select {target}'s web pods")
+    assert url.port in {p["port"] for p in service["spec"]["ports"]}, variable
+
+
+def test_configmap_basics(config_keys):
     assert "replicaSet=" in config_keys["footprint-config"]["DOCUMENTS_URL"]
     assert config_keys["footprint-config"]["FOOTPRINT_INPROC_WORKERS"] == "false"
 
@@ -589,6 +746,7 @@ def test_dockerfile_installs_requirements_and_copies_every_entry_point():
     import json
 
     assert classify(json.loads(cmd)) == ("web", "gateway")
+    check_web_entry_point("Dockerfile CMD", json.loads(cmd))
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
     for entry in (".venv", ".git", "var", "tests", "bench"):
         assert entry in ignored, f".dockerignore misses {entry}"

@@ -73,3 +73,28 @@ def test_presigned_link_downloads(s3_url):
     url = store.link("k/linked", 60, "成果.pdf")
     response = requests.get(url, timeout=10)
     assert response.status_code == 200 and len(response.content) == 2 * 65536
+
+
+def test_s3_put_proves_the_stored_bytes_by_etag(s3_url, monkeypatch):
+    import shared.storage as storage
+
+    store = media_store(s3_url)
+    assert store.put("k/proved", chunks(3), length=3 * 65536) == 3 * 65536  # ETag == MD5 of what was sent
+
+    class WrongDigest:
+        def update(self, data):
+            pass
+
+        def hexdigest(self):
+            return "0" * 32
+
+    original = storage._Counting.__init__
+
+    def counting_with_a_wrong_digest(self, chunks):  # (moto computes its ETag in this process: leave hashlib be)
+        original(self, chunks)
+        self.md5 = WrongDigest()
+
+    monkeypatch.setattr(storage._Counting, "__init__", counting_with_a_wrong_digest)
+    with pytest.raises(StorageError, match="other bytes"):
+        store.put("k/unproved", chunks(3), length=3 * 65536)
+    assert store.size("k/unproved") is None  # an unproven object is not left behind
