@@ -34,6 +34,8 @@ bench: $(STAMP)
 	$(PY) -m bench.login_latency
 	$(PY) -m bench.bus_throughput
 	$(PY) -m bench.import_students
+	$(PY) -m bench.upload_throughput
+	$(PY) -m bench.deadline_hour
 
 ## make dlq-list / make dlq-replay QUEUE=gateway.access-revocation: inspect and replay dead letters (RabbitMQ)
 dlq-list: $(STAMP)

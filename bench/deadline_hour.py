@@ -1,0 +1,166 @@
+"""The deadline hour: 2,000 students of one school upload a course outcome and send it for certification
+within a few minutes, through the gateway, with every service a separate process on RabbitMQ and moto's
+S3 server standing in for MinIO. Then nothing may be missing:
+
+- intake holds 2,000 submitted outcomes, certification holds 2,000 pending items in the teacher's queue;
+- every stored object's sha256, read back from S3 directly (not through Footprint), equals the sha256 the
+  student's portal computed before uploading; there are exactly as many objects as uploads;
+- every dead-letter queue is empty.
+
+Each student does what a real one does at the deadline: first sign-in with the imported initial password,
+the required password change, sign in again, start the outcome, upload the file (X-Content-SHA256 set),
+send it for certification. ``--clients`` portals work at once.
+
+A second intake process competing on intake's queues is not part of this run: with mongomock (no MongoDB
+server exists for these machines) each process has its own in-memory documents, so two intake processes
+would each see half the world. With a real MongoDB, WEB_CONCURRENCY and deploy/worker.py run intake as many
+processes on the same queues (docker-compose.yml, k8s/intake.yaml).
+
+    .venv/bin/python -m bench.deadline_hour [--students 2000] [--clients 24] [--size 65536]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import pika
+
+from bench.common import machine, print_table, summary_ms
+from bench.portfolio import Platform, pdf_bytes
+from deploy.dlq import pika_parameters
+from deploy.services import rabbitmq_url
+from deploy.topology import subscriptions
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--students", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=24, help="student portals working at once")
+    parser.add_argument("--size", type=int, default=64 * 1024, help="bytes per uploaded PDF (default 64 KiB)")
+    args = parser.parse_args(argv)
+    print(f"{machine()}\nStarting every service (gunicorn, RabbitMQ) and moto's S3 server...", flush=True)
+    started = time.perf_counter()
+    platform = Platform()
+    try:
+        run(platform, args)
+    finally:
+        platform.stop()
+    print(f"Wall time {time.perf_counter() - started:.1f}s.")
+
+
+def run(platform: Platform, args) -> None:
+    admin = platform.login("admin", "footprint-demo")
+    section = platform.demo_section(admin)
+    t0 = time.perf_counter()
+    people = platform.add_students(admin, args.students, section)
+    print(f"Imported and enrolled {len(people):,} students in {time.perf_counter() - t0:.1f}s "
+          f"(identity import + records enrolment import through the gateway).", flush=True)
+
+    timings = {step: [] for step in ("first sign-in", "password change", "sign-in", "start outcome", "upload", "submit")}
+    expected: dict[str, str] = {}
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def student(person):
+        number, initial = person
+        data = pdf_bytes(args.size) + f"% {number}\n".encode()  # each file different: its own sha256
+        data = data.replace(b"%%EOF\n% " + number.encode() + b"\n", b"% " + number.encode() + b"\n%%EOF\n")
+        digest = hashlib.sha256(data).hexdigest()
+        steps = {}
+        t = time.perf_counter()
+        token = platform.login(number, initial)
+        steps["first sign-in"] = time.perf_counter() - t
+        t = time.perf_counter()
+        platform.call("POST", "/api/v1/auth/password", token, json_body={"current_password": initial,
+                                                                         "new_password": f"chosen-{initial}-pw"})
+        steps["password change"] = time.perf_counter() - t
+        t = time.perf_counter()
+        token = platform.login(number, f"chosen-{initial}-pw")
+        steps["sign-in"] = time.perf_counter() - t
+        t = time.perf_counter()
+        outcome = platform.new_outcome(token, section["id"], brief=f"{number} 的讀書報告")
+        steps["start outcome"] = time.perf_counter() - t
+        t = time.perf_counter()
+        stored = platform.call("PUT", f"/api/v1/intake/outcomes/{outcome}/files/deadline-{number}", token, body=data,
+                               headers={"X-File-Name": "report.pdf", "X-Content-SHA256": digest,
+                                        "Content-Type": "application/octet-stream"}).json()
+        steps["upload"] = time.perf_counter() - t
+        t = time.perf_counter()
+        platform.call("POST", f"/api/v1/intake/outcomes/{outcome}/submit", token)
+        steps["submit"] = time.perf_counter() - t
+        assert stored["sha256"] == digest
+        with lock:
+            expected[outcome] = digest
+            for step, seconds in steps.items():
+                timings[step].append(seconds)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.clients) as pool:
+        futures = [pool.submit(student, person) for person in people]
+        for done, future in enumerate(as_completed(futures), 1):
+            try:
+                future.result()
+            except Exception as exc:  # a student who could not finish is a failure of the platform
+                failures.append(f"{type(exc).__name__}: {exc}"[:300])
+            if done % 250 == 0:
+                print(f"  {done:,} students done after {time.perf_counter() - t0:.0f}s", flush=True)
+    peak_seconds = time.perf_counter() - t0
+
+    # -- nothing lost ------------------------------------------------------------------------------------
+    teacher = platform.login("teacher01", "footprint-demo")
+
+    def settled():
+        intake = platform.call("GET", "/api/v1/intake/outcomes?term=11201&status=submitted&limit=1", admin).json()
+        counts = platform.call("GET", "/api/v1/certification/counts?term=11201", teacher).json()
+        pending = sum(s["pending"] for s in counts["sections"])
+        return (intake["total"], pending) if pending >= len(expected) else None
+
+    t_settle = time.perf_counter()
+    try:
+        submitted, pending = platform.wait(settled, timeout=300, what="certification to receive every submission")
+    except RuntimeError:
+        submitted, pending = -1, -1
+    settle_seconds = time.perf_counter() - t_settle
+
+    store = platform.s3.store()
+    stored_hashes = []
+    for obj in store.client.list_objects(store.bucket, prefix="999001/", recursive=True):
+        digest = hashlib.sha256()
+        for chunk in store.open(obj.object_name):
+            digest.update(chunk)
+        stored_hashes.append(digest.hexdigest())
+    missing = set(expected.values()) - set(stored_hashes)
+
+    connection = pika.BlockingConnection(pika_parameters(rabbitmq_url()))
+    channel = connection.channel()
+    dead = {sub.queue: channel.queue_declare(f"{sub.queue}.dlq", passive=True).method.message_count
+            for sub in subscriptions()}
+    connection.close()
+
+    rows = [[step, *(lambda s: [s["n"], s["p50"], s["p95"], s["p99"], s["max"]])(summary_ms(values))]
+            for step, values in timings.items()]
+    print()
+    print_table(["step", "n", "p50 ms", "p95 ms", "p99 ms", "max ms"], rows,
+                title=f"{args.students:,} students, {args.clients} at a time, {args.size // 1024} KiB PDF each: "
+                      f"{len(expected):,} finished in {peak_seconds:.0f}s ({len(expected) / peak_seconds:.1f} students/s)")
+    checks = [
+        ["students who could not finish", len(failures), 0],
+        ["outcomes submitted in intake", submitted, args.students],
+        ["pending in the teacher's certification queue", pending, args.students],
+        ["objects in S3 for the school", len(stored_hashes), args.students],
+        ["uploaded files whose sha256 is not found in S3", len(missing), 0],
+        ["dead letters (all queues)", sum(dead.values()), 0],
+    ]
+    print_table(["check", "found", "expected"], checks,
+                title=f"Nothing lost (events settled {settle_seconds:.1f}s after the last submit; S3 read back directly)")
+    for failure in failures[:5]:
+        print("FAILURE: " + failure)
+    ok = all(found == want for _, found, want in checks)
+    print("RESULT: " + ("nothing lost, every sha256 verified" if ok else "PROBLEMS: see the table above"), flush=True)
+
+
+if __name__ == "__main__":
+    main()
