@@ -7,17 +7,16 @@ Headers may be Chinese or English. CSV may be UTF-8 (with or without BOM) or Big
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Iterator
+from typing import IO
 
 from shared.auth import Principal
 from shared.errors import DomainError, field_error
+from shared.spreadsheets import read_rows
 from shared.outbox import insert_with_events, save_with_events
 
 from . import events
@@ -60,38 +59,9 @@ class RowResult:
         self.errors.append(field_error(column, code, en, zh))
 
 
-def _rows(stream: IO[bytes]) -> Iterator[list[str]]:
-    head = stream.read(4)
-    stream.seek(0)
-    if head == b"PK\x03\x04":
-        from openpyxl import load_workbook
-
-        try:
-            workbook = load_workbook(stream, read_only=True, data_only=True)
-        except Exception as exc:
-            raise DomainError("invalid_import_file", f"xlsx: {exc}") from exc
-        sheet = workbook.worksheets[0]
-        for values in sheet.iter_rows(values_only=True):
-            yield ["" if v is None else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)) for v in values]
-        workbook.close()
-        return
-    raw = stream.read()
-    for encoding in ("utf-8-sig", "cp950"):
-        try:
-            text = raw.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise DomainError("invalid_import_file", "the CSV is neither UTF-8 nor Big5")
-    if "\x00" in text:
-        raise DomainError("invalid_import_file", "binary content")
-    yield from csv.reader(io.StringIO(text))
-
-
 def _parse(kind: str, stream: IO[bytes]) -> list[RowResult]:
     columns_map = STUDENT_COLUMNS if kind == "students" else TEACHER_COLUMNS
-    rows = _rows(stream)
+    rows = read_rows(stream)
     header = next(rows, None)
     if not header:
         raise DomainError("invalid_import_file", "the file is empty")

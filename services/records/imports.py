@@ -12,21 +12,20 @@ rows_done, report) is processed by a background thread; ``?wait=true`` processes
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 import re
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta, timezone
-from typing import IO, Callable, Iterator
+from typing import IO, Callable
 
 from mongoengine.errors import NotUniqueError
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.auth import Principal
 from shared.errors import DomainError, field_error, problem
+from shared.spreadsheets import NumericCell, read_rows
 from shared.outbox import insert_with_events, save_with_events
 from shared.tracing import span
 
@@ -81,12 +80,6 @@ YES = {"是", "y", "yes", "true", "1", "v", "✓", "及格", "通過"}
 NO = {"否", "n", "no", "false", "0", "", "不及格", "未通過"}
 
 
-class NumericCell(str):
-    """A cell Excel stored as a number (a long course code typed as a number has lost digits)."""
-
-    digits: int = 0
-
-
 @dataclass
 class Row:
     number: int
@@ -99,59 +92,6 @@ class Row:
 
 
 # ---- reading files -----------------------------------------------------------------------------------------
-
-def _xlsx_cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, (int, float)):
-        text = str(int(value)) if isinstance(value, int) or value.is_integer() else str(value)
-        cell = NumericCell(text)
-        cell.digits = len(text.lstrip("-").split(".")[0])
-        return cell
-    if hasattr(value, "date") and hasattr(value, "isoformat"):
-        return value.date().isoformat() if hasattr(value, "hour") else value.isoformat()
-    return str(value)
-
-
-def read_rows(stream: IO[bytes]) -> Iterator[list[str]]:
-    head = stream.read(4)
-    stream.seek(0)
-    if head == b"PK\x03\x04":
-        from openpyxl import load_workbook
-
-        try:
-            workbook = load_workbook(stream, read_only=True, data_only=True)
-            sheet = workbook.worksheets[0]
-        except Exception as exc:
-            raise DomainError("invalid_import_file", f"xlsx: {exc}") from exc
-        try:
-            for values in sheet.iter_rows(values_only=True):
-                yield [_xlsx_cell(v) for v in values]
-        except DomainError:
-            raise
-        except Exception as exc:
-            raise DomainError("invalid_import_file", f"xlsx: {exc}") from exc
-        finally:
-            workbook.close()
-        return
-    raw = stream.read()
-    for encoding in ("utf-8-sig", "cp950"):
-        try:
-            text = raw.decode(encoding)
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        raise DomainError("invalid_import_file", "the CSV is neither UTF-8 nor Big5")
-    if "\x00" in text:
-        raise DomainError("invalid_import_file", "binary content")
-    try:
-        yield from csv.reader(io.StringIO(text, newline=""))
-    except csv.Error as exc:
-        raise DomainError("invalid_import_file", f"csv: {exc}") from exc
-
 
 def _columns(kind: str, header: list[str]) -> list[str | None]:
     mapping = COLUMNS[kind]
