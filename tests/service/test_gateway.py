@@ -18,9 +18,11 @@ from tests.standin import StandInService
 def platform(tmp_path_factory):
     from deploy.embedded import Platform
 
-    identity_port = free_port()
+    from deploy.wsgi import SERVICES
+
     platform = Platform(gateway_port=free_port(), env={
-        "IDENTITY_URL": f"http://127.0.0.1:{identity_port}", "BUS_URL": "memory://", "DOCUMENTS_URL": "mongomock://",
+        **{f"{name.upper()}_URL": f"http://127.0.0.1:{free_port()}" for name in SERVICES if name != "gateway"},
+        "BUS_URL": "memory://", "DOCUMENTS_URL": "mongomock://",
         "FOOTPRINT_VAR_DIR": str(tmp_path_factory.mktemp("var")), "OUTBOX_POLL_SECONDS": "0.05"}).start()
     yield platform
     platform.stop()
