@@ -108,7 +108,12 @@ class ProcessSet:
         return max(peaks or [0])
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a supervisor stops the children as Ctrl-C does
     processes = ProcessSet().start()
     print(f"Footprint services up: {', '.join(f'{n} {processes.url(n)}' for n in ORDER)} "
           f"(RabbitMQ {rabbitmq_url()}; logs in {processes.log_dir}). Demo accounts as in `make run`. Ctrl-C stops.",
