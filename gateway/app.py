@@ -142,10 +142,21 @@ class Gateway:
         if upstream.headers.get("Content-Length"):
             out_headers.append(("Content-Length", upstream.headers["Content-Length"]))
 
+        if request.method == "HEAD" or upstream.status in (204, 304):
+            upstream.release_conn()  # no body follows
+            return Response(b"", status=upstream.status, headers=out_headers)
+
         def relay():
+            finished = False
             try:
                 yield from upstream.stream(CHUNK, decode_content=False)
+                finished = True
             finally:
+                # A connection goes back to the pool only when its response was read to the end. One the client
+                # abandoned mid-body still carries the rest of that body: reused, the next request through it
+                # (another user's) would read those bytes as its own response. Close it instead.
+                if not finished:
+                    upstream.close()
                 upstream.release_conn()
 
         return Response(stream_with_context(relay()), status=upstream.status, headers=out_headers, direct_passthrough=True)

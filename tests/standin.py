@@ -40,10 +40,16 @@ class StandInService:
             return Response(json.dumps(dict(request.headers)), content_type="application/json")
         if request.path in ("/readyz", "/openapi.json"):
             return Response("{}", content_type="application/json")
-        if request.method == "GET":  # ?size=N streams N bytes back
-            size = int(request.args.get("size", "0"))
-            return Response((BLOCK for _ in range(size // len(BLOCK))), content_type="application/octet-stream",
-                            direct_passthrough=True)
+        if request.method == "GET":  # ?size=N streams N bytes back (?pause=seconds between blocks: a slow upstream)
+            size, pause = int(request.args.get("size", "0")), float(request.args.get("pause", "0"))
+
+            def blocks():
+                for _ in range(size // len(BLOCK)):
+                    yield BLOCK
+                    if pause:
+                        time.sleep(pause)
+
+            return Response(blocks(), content_type="application/octet-stream", direct_passthrough=True)
         digest, total = hashlib.sha256(), 0
         while chunk := request.stream.read(65536):
             digest.update(chunk)

@@ -184,6 +184,51 @@ def test_services_get_the_address_the_gateway_saw_not_a_forged_one(platform, mon
     upstream.stop()
 
 
+class FakeUpstreamResponse:
+    status = 200
+    headers = {"Content-Type": "application/octet-stream"}
+
+    def __init__(self, blocks: int):
+        self.blocks, self.closed, self.released = blocks, False, False
+
+    def stream(self, size, decode_content=False):
+        for _ in range(self.blocks):
+            yield b"x" * 1024
+
+    def close(self):
+        self.closed = True
+
+    def release_conn(self):
+        self.released = True
+
+
+class FakePool:
+    def __init__(self, response):
+        self.response = response
+
+    def urlopen(self, *args, **kwargs):
+        return self.response
+
+
+def test_an_abandoned_download_never_goes_back_to_the_pool_half_read(platform, monkeypatch):
+    """A connection whose response body was not read to the end is closed, not reused: reused, the next
+    request through it (another user's) would read the rest of that body as its own response."""
+    admin = sign_in(platform, "admin")
+    gateway = platform.gateway_app.extensions["footprint.gateway"]
+    client = platform.gateway_app.test_client()
+    for blocks, read_all in ((50, False), (50, True)):
+        upstream = FakeUpstreamResponse(blocks)
+        monkeypatch.setattr(gateway, "http", FakePool(upstream))
+        response = client.get("/api/v1/schools/999001/users", headers=auth(admin), buffered=False)
+        chunks = iter(response.response)
+        if read_all:
+            assert sum(len(c) for c in chunks) == 50 * 1024
+        else:
+            next(chunks)  # the client walks away mid-body
+        response.close()
+        assert upstream.released and upstream.closed is (not read_all)
+
+
 def test_upstream_down_is_503(platform, monkeypatch):
     gateway = platform.gateway_app.extensions["footprint.gateway"]
     monkeypatch.setitem(gateway.upstreams, "identity", f"http://127.0.0.1:{free_port()}")
