@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 
 import jwt
 from mongoengine.errors import NotUniqueError
+from pymongo import ReturnDocument
 
 from shared.auth import ALGORITHM, AUDIENCE, ISSUER, STAFF_ROLES, Principal
 from shared.errors import DomainError
@@ -84,22 +85,27 @@ def login(identity: Identity, tenant: str, username: str, password: str) -> dict
     school, city = _tenant(tenant)
     username = username.strip()
     key = f"{tenant.strip().upper()}:{username.lower()}"
-    throttle = LoginThrottle.objects(key=key).first()
+    throttle = LoginThrottle._get_collection()
     moment = now()
-    if throttle and throttle.locked_until and _utc(throttle.locked_until) > moment:
-        retry = int((_utc(throttle.locked_until) - moment).total_seconds()) + 1
-        raise DomainError("account_locked", headers={"Retry-After": str(retry)}, retry_after=retry)
+    # Count the attempt before checking the password, atomically: concurrent guesses cannot all read the same
+    # count, so at most MAX_FAILURES passwords are ever tried per lock window (unknown usernames alike).
+    state = throttle.find_one_and_update({"_id": key}, {"$inc": {"failures": 1}, "$set": {"updated_at": moment}},
+                                         upsert=True, return_document=ReturnDocument.AFTER)
+    locked_until = _utc(state.get("locked_until"))
+    if locked_until is None and state["failures"] > MAX_FAILURES:
+        locked_until = moment + timedelta(minutes=LOCK_MINUTES)
+        throttle.update_one({"_id": key}, {"$set": {"locked_until": locked_until, "failures": 0}})
+    if locked_until is not None:
+        if locked_until > moment:
+            retry = int((locked_until - moment).total_seconds()) + 1
+            raise DomainError("account_locked", headers={"Retry-After": str(retry)}, retry_after=retry)
+        throttle.update_one({"_id": key}, {"$set": {"failures": 1}, "$unset": {"locked_until": ""}})  # lock over
     query = User.objects(username=username, school=school) if school else User.objects(username=username, school=None, city=city)
     user = query.first()
     school_doc = School.objects(code=school).first() if school else None
     if not verify_password(user.password_hash if user else None, password):
-        failures = (throttle.failures if throttle and not throttle.locked_until else 0) + 1
-        locked = moment + timedelta(minutes=LOCK_MINUTES) if failures >= MAX_FAILURES else None
-        LoginThrottle.objects(key=key).update_one(upsert=True, set__failures=0 if locked else failures,
-                                                  set__locked_until=locked, set__updated_at=moment)
         raise DomainError("invalid_credentials")
-    if throttle:
-        throttle.delete()
+    throttle.delete_one({"_id": key})
     if not user.active or (school_doc is not None and not school_doc.active):
         raise DomainError("account_inactive")
     return _issue(identity, user)

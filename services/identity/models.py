@@ -95,7 +95,9 @@ class RefreshToken(Document):
 class LoginThrottle(Document):
     """Failed sign-ins per (tenant, username), kept for unknown usernames too so both behave alike."""
 
-    meta = {"db_alias": ALIAS, "collection": "login_throttle"}
+    # Entries for made-up usernames would otherwise pile up: they expire a day after the last attempt.
+    meta = {"db_alias": ALIAS, "collection": "login_throttle",
+            "indexes": [{"fields": ["updated_at"], "expireAfterSeconds": 24 * 3600}]}
     key = StringField(primary_key=True)
     failures = IntField(default=0)
     locked_until = DateTimeField(null=True)
