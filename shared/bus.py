@@ -76,12 +76,18 @@ class EventBus:
     def _ensure(self) -> Producer:
         if self._producer is None:
             conn = _connection(self.url)
-            conn.ensure_connection(max_retries=1)
-            channel = conn.channel()
-            declare_topology(channel, self.exchange)
+            try:
+                conn.ensure_connection(max_retries=1)
+                channel = conn.channel()
+                declare_topology(channel, self.exchange)
+            except Exception:
+                conn.release()  # a failed declare must not leave the connection open
+                raise
             self._conn = conn
             self._producer = Producer(channel, exchange=self.exchange, serializer="json",
                                       on_return=self._on_return)
+        elif not self.is_memory:
+            self._conn.heartbeat_check()
         return self._producer
 
     def _on_return(self, exception, exchange, routing_key, message) -> None:
@@ -101,8 +107,16 @@ class EventBus:
         self._producer = None
 
     def ping(self) -> None:
-        with self._lock:
+        # Never wait behind a publish stuck on a blocked broker: readiness answers within 2 s either way.
+        if not self._lock.acquire(timeout=2):
+            raise PublishError("the bus connection is busy (broker blocked?)")
+        try:
             self._ensure()
+            if not self.is_memory and not self._conn.connected:
+                self._reset_locked()
+                raise PublishError("not connected")
+        finally:
+            self._lock.release()
 
     def publish(self, event: dict, *, trace_headers: dict | None = None) -> None:
         """Publish one envelope persistently; returns only once the broker confirmed it."""
@@ -123,7 +137,8 @@ class EventBus:
                     producer = self._ensure()
                     self._returned.clear()
                     producer.publish(event, routing_key=event["type"], delivery_mode=2, mandatory=True,
-                                     headers=headers, message_id=event["id"], retry=False)
+                                     headers=headers, message_id=event["id"], retry=False,
+                                     **({} if self.is_memory else {"confirm_timeout": 10}))
                 except PublishError:
                     raise
                 except Exception as exc:
@@ -214,13 +229,14 @@ class ConsumerWorker(threading.Thread):
                     queue = declare_consumer_queues(channel, self.sub)
                     self._channel = channel
                     with Consumer(channel, queues=[queue], callbacks=[self._on_message], accept=["json"],
-                                  prefetch_count=self.sub.prefetch):
+                                  prefetch_count=self.sub.prefetch, on_decode_error=self._on_undecodable):
                         self.ready.set()
                         delay = 0.5
                         while not self._halt.is_set():
                             try:
                                 conn.drain_events(timeout=0.5)
                             except socket.timeout:
+                                conn.heartbeat_check()  # keeps an idle connection alive (RabbitMQ drops silent ones)
                                 continue
             except Exception as exc:
                 if self._halt.is_set():
@@ -230,6 +246,13 @@ class ConsumerWorker(threading.Thread):
                 delay = min(delay * 2, 10.0)
 
     # -- message handling -------------------------------------------------------------------------------
+
+    def _on_undecodable(self, message, exc) -> None:
+        """Not JSON, or not the content type we accept: poison. Dead-letter it rather than have it redelivered
+        ahead of every good message forever."""
+        self._dead_letter({"raw": message.body.decode("latin-1") if isinstance(message.body, bytes) else str(message.body)},
+                          dict(message.headers or {}), f"undecodable: {type(exc).__name__}: {exc}")
+        message.ack()
 
     def _on_message(self, body, message) -> None:
         headers = dict(message.headers or {})

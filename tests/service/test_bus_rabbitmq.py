@@ -136,6 +136,21 @@ def test_poison_message_goes_straight_to_the_dead_letters(harness):
     assert h.worker.handled == 0 and dlq.inspect(h.url, h.queue)[0]["error"].startswith("invalid event")
 
 
+def test_undecodable_messages_are_dead_lettered_and_do_not_block_the_queue(harness):
+    seen = []
+    h = harness(lambda envelope, payload: seen.append(payload.user_id))
+    connection = pika.BlockingConnection(dlq.pika_parameters(h.url))
+    channel = connection.channel()
+    for body, content_type in ((b"not json at all", "text/plain"), (b"{broken", "application/json")):
+        channel.basic_publish(h.exchange.name, "identity.user.deactivated.v1", body,
+                              pika.BasicProperties(content_type=content_type))
+    connection.close()
+    h.bus.publish(event("after-the-junk"))
+    assert wait_for(lambda: seen == ["after-the-junk"])  # the good event behind them still gets through
+    assert wait_for(lambda: h.worker.dead_lettered == 2)
+    assert all(letter["error"].startswith("undecodable") for letter in dlq.inspect(h.url, h.queue))
+
+
 def test_unroutable_publish_is_an_error_not_silence(rabbitmq):
     tag = uuid.uuid4().hex[:8]
     bare = Exchange(f"test.bare.{tag}", type="topic", durable=True)  # no alternate exchange, no queue bound
