@@ -64,6 +64,7 @@ class Platform:
     def stop(self) -> None:
         for server in self.servers:
             server.shutdown()
+            server.server_close()
         for runtime in self.runtimes.values():
             runtime.stop_workers()
 

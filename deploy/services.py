@@ -41,6 +41,7 @@ class ProcessSet:
             **(env or {}),
         }
         self.procs: dict[str, subprocess.Popen] = {}
+        self.logs: list = []
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -58,6 +59,7 @@ class ProcessSet:
             env = {**self.env, "BIND": f"127.0.0.1:{self.ports[name]}", "FOOTPRINT_PROCESS": f"footprint-{name}",
                    "OTEL_SERVICE_NAME": name}
             log = open(self.log_dir / f"{name}.log", "ab")
+            self.logs.append(log)
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), f"deploy.wsgi:app({name!r})"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -87,6 +89,9 @@ class ProcessSet:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
+        for log in self.logs:
+            log.close()
+        self.logs.clear()
 
     def pid(self, name: str) -> int:
         return self.procs[name].pid

@@ -71,8 +71,8 @@ def read_json(model: type[BaseModel], *, max_bytes: int = 64 * 1024) -> BaseMode
         raise DomainError("payload_too_large", f"at most {max_bytes} bytes")
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DomainError("malformed_json", str(exc)) from exc
+    except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, 5000-digit numbers, [[[[… nested too deep
+        raise DomainError("malformed_json", str(exc)[:200]) from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -14,13 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO
 
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
 from shared.auth import Principal
 from shared.errors import DomainError, field_error
 from shared.spreadsheets import read_rows
 from shared.outbox import insert_with_events, save_with_events
 
 from . import events
-from .domain import Identity, _can_manage, visible_school
+from .domain import Identity, _can_manage, _deactivate, visible_school
 from .models import StudentRecord, User, now
 from .security import hash_password, normalise_national_id
 
@@ -80,8 +82,19 @@ def _parse(kind: str, stream: IO[bytes]) -> list[RowResult]:
     return results
 
 
+# What the documents allow: checked per row, so a long cell rejects its row instead of failing the import.
+LENGTHS = {"name": 60, "class_name": 20, "homeroom_class": 20, "password": 256, "username": 40}
+
+
+def _check_lengths(result: RowResult) -> None:
+    for column, limit in LENGTHS.items():
+        if len(result.values.get(column) or "") > limit:
+            result.error(column, "too_long", f"at most {limit} characters", f"最多 {limit} 個字")
+
+
 def _check_student(result: RowResult, school: str, identity: Identity) -> None:
     v = result.values
+    _check_lengths(result)
     for column in REQUIRED["students"]:
         if not v.get(column):
             result.error(column, "required", f"{column} is required", f"{column} 為必填")
@@ -102,6 +115,7 @@ def _check_student(result: RowResult, school: str, identity: Identity) -> None:
 
 def _check_teacher(result: RowResult) -> None:
     v = result.values
+    _check_lengths(result)
     for column in REQUIRED["teachers"]:
         if not v.get(column):
             result.error(column, "required", f"{column} is required", f"{column} 為必填")
@@ -182,7 +196,10 @@ def import_users(identity: Identity, principal: Principal, school_code: str, kin
         _apply(identity, user, kind, v)
         user.import_fingerprint = fingerprint
         user.updated_at = now()
-        save_with_events(user, [events.user_updated(user)])
+        if user.active and user.student is not None and user.student.status == "graduated":
+            _deactivate(user, "graduated", extra=[events.user_updated(user)])  # as a staff edit would
+        else:
+            save_with_events(user, [events.user_updated(user)])
     return report
 
 
@@ -214,7 +231,18 @@ def _create(identity: Identity, school, kind: str, creates: list[tuple[dict, str
                     must_change_password=True, import_fingerprint=fingerprint)
         if kind == "students":
             user.student = _student(identity, school.code, v)
+            user.active = v["status"] != "graduated"  # a graduate's record, without a usable account
         else:
             user.homeroom_class = v.get("homeroom_class") or None
         users.append(user)
-    insert_with_events(users, lambda user: [events.user_created(user)])
+
+    def facts(user: User) -> list[dict]:
+        made = [events.user_created(user)]
+        return made if user.active else made + [events.user_deactivated(user, user.created_at, "graduated")]
+
+    try:
+        insert_with_events(users, facts)
+    except (BulkWriteError, DuplicateKeyError):
+        # Another import of the same school ran meanwhile. Rows written stay written; importing again is
+        # idempotent and finishes the rest. (Never log the documents: they hold password hashes.)
+        raise DomainError("conflict", "another import of this school was running; import the file again") from None

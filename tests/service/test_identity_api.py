@@ -202,6 +202,8 @@ def test_deactivated_user_cannot_sign_in_or_refresh(client):
     ('school=999001', "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     ('{"school": "999001", "username": "a", "password": "' + "x" * 70000 + '"}', "application/json", 413, "payload_too_large"),
     (b'\xff\xfe\x00', "application/json", 400, "malformed_json"),
+    (b"[" * 60000, "application/json", 400, "malformed_json"),                     # nested too deep
+    (b'{"school": ' + b"1" * 5000 + b"}", "application/json", 400, "malformed_json"),  # int beyond Python's limit
 ])
 def test_bad_login_bodies(client, body, content_type, status, code):
     problem_of(client.post("/api/v1/auth/login", data=body, content_type=content_type), status, code)

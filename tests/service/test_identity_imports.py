@@ -112,3 +112,32 @@ def test_import_emits_one_created_event_per_user(client, identity_runtime):
                for item in u["outbox"]]
     assert sorted(e["type"] for e in pending) == ["identity.user.created.v1"] * 3
     assert all("national_id" not in str(e["payload"]) and "A123456789" not in str(e) for e in pending)
+
+
+def test_graduates_are_imported_without_a_usable_account(client):
+    from services.identity.models import User
+
+    admin = login(client, "999001", "admin")
+    csv_bytes = (HEADER.replace("初始密碼", "初始密碼,學籍狀態") + "1130009,畢業生,301,12,A123456789,pass-0009,畢業\n"
+                 "1130001,陳一,101,10,F131104093,pass-0001,在學\n").encode()
+    report = post_import(client, admin, "students", csv_bytes).get_json()
+    assert report["created"] == 2, report
+    graduate = User.objects(school="999001", username="1130009").first()
+    assert graduate.active is False
+    assert [i["event"]["type"] for i in User._get_collection().find_one({"_id": graduate.id})["outbox"]] == [
+        "identity.user.created.v1", "identity.user.deactivated.v1"]
+    assert client.post("/api/v1/auth/login", json={"school": "999001", "username": "1130009",
+                                                   "password": "pass-0009"}).status_code == 403
+    # an enrolled student whose row later says 畢業 loses the account the way a staff edit would do it
+    again = (HEADER.replace("初始密碼", "初始密碼,學籍狀態") + "1130001,陳一,101,10,F131104093,pass-0001,畢業\n").encode()
+    assert post_import(client, admin, "students", again).get_json()["updated"] == 1
+    assert User.objects(school="999001", username="1130001").first().active is False
+
+
+def test_cells_longer_than_the_records_allow_reject_only_their_row(client):
+    admin = login(client, "999001", "admin")
+    rows = [GOOD[0], "1130002," + "名" * 61 + ",101,10,F131104093,pass-0002", "1130003,陳三," + "1" * 21 + ",11,A800000014,pass-0003"]
+    report = post_import(client, admin, "students", (HEADER + "\n".join(rows)).encode()).get_json()
+    assert report["created"] == 1 and report["rejected"] == 2
+    assert {e["row"]: e["errors"][0]["field"] for e in report["errors"]} == {3: "name", 4: "class_name"}
+    assert "1130002" not in users_snapshot() and "1130001" in users_snapshot()
