@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 from typing import IO, Iterator
 
 from shared.errors import DomainError
@@ -67,3 +68,25 @@ def read_rows(stream: IO[bytes]) -> Iterator[list[str]]:
         yield from csv.reader(io.StringIO(text, newline=""))
     except csv.Error as exc:
         raise DomainError("invalid_import_file", f"csv: {exc}") from exc
+
+
+def spool_upload(stream: IO[bytes], content_length: int | None, max_bytes: int) -> tuple[IO[bytes], int]:
+    """Take an uploaded spreadsheet off the request: in memory up to 1 MiB, then on disk (an XLSX is a zip and
+    needs a seekable file; a large file never sits in memory). The caller closes the returned file."""
+    if content_length is not None and content_length > max_bytes:
+        raise DomainError("payload_too_large", f"at most {max_bytes} bytes")
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
+    try:
+        size = 0
+        while chunk := stream.read(64 * 1024):
+            size += len(chunk)
+            if size > max_bytes:
+                raise DomainError("payload_too_large", f"at most {max_bytes} bytes")
+            spool.write(chunk)
+        if size == 0:
+            raise DomainError("invalid_import_file", "the file is empty")
+        spool.seek(0)
+        return spool, size
+    except BaseException:
+        spool.close()
+        raise

@@ -1,16 +1,15 @@
 """Identity's HTTP API (behind the gateway at /api/v1/…)."""
 from __future__ import annotations
 
-import tempfile
 from typing import Literal
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.auth import current_principal, require_auth
-from shared.errors import DomainError
 from shared.events import Role, StudentStatus
 from shared.http import Api, json_response, read_json, read_query
+from shared.spreadsheets import spool_upload
 
 from . import domain, imports
 from .models import School, User
@@ -322,19 +321,8 @@ def install(app, runtime) -> None:
     @require_auth("school_admin", "registrar", "city_admin")
     def import_users(code, kind):
         query = read_query(ImportQuery)
-        if request.content_length is not None and request.content_length > MAX_IMPORT_BYTES:
-            raise DomainError("payload_too_large", f"at most {MAX_IMPORT_BYTES} bytes")
-        # Spool to disk past 1 MiB: an XLSX is a zip and must be seekable; a large file never sits in memory.
-        with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as spool:
-            size = 0
-            while chunk := request.stream.read(64 * 1024):
-                size += len(chunk)
-                if size > MAX_IMPORT_BYTES:
-                    raise DomainError("payload_too_large", f"at most {MAX_IMPORT_BYTES} bytes")
-                spool.write(chunk)
-            if size == 0:
-                raise DomainError("invalid_import_file", "the file is empty")
-            spool.seek(0)
+        spool, _size = spool_upload(request.stream, request.content_length, MAX_IMPORT_BYTES)
+        with spool:
             report = imports.import_users(identity, current_principal(), code, kind, spool, dry_run=query.dry_run)
         return json_response(report)
 

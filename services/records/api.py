@@ -6,7 +6,6 @@ whatever they send.
 """
 from __future__ import annotations
 
-import tempfile
 from datetime import date as Date
 from typing import Annotated, Literal
 from urllib.parse import quote, unquote
@@ -18,6 +17,7 @@ from shared.auth import current_principal, require_auth
 from shared.errors import DomainError
 from shared.filecheck import clean_file_name
 from shared.http import Api, json_response, read_json, read_query
+from shared.spreadsheets import spool_upload
 from shared.storage import StorageError
 from shared.tracing import current_carrier
 
@@ -775,20 +775,8 @@ def install(app, runtime) -> None:
         q = read_query(ImportQuery)
         if q.term is not None:
             domain.parse_term(q.term)
-        if request.content_length is not None and request.content_length > MAX_IMPORT_BYTES:
-            raise DomainError("payload_too_large", f"at most {MAX_IMPORT_BYTES} bytes")
-        # Spooled: in memory up to 1 MiB, then on disk; an XLSX is a zip and needs a seekable file.
-        spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)
+        spool, size = spool_upload(request.stream, request.content_length, MAX_IMPORT_BYTES)
         try:
-            size = 0
-            while chunk := request.stream.read(64 * 1024):
-                size += len(chunk)
-                if size > MAX_IMPORT_BYTES:
-                    raise DomainError("payload_too_large", f"at most {MAX_IMPORT_BYTES} bytes")
-                spool.write(chunk)
-            if size == 0:
-                raise DomainError("invalid_import_file", "the file is empty")
-            spool.seek(0)
             imports.check_header(kind, spool, q.term)
             job = ImportJob(school=code, kind=kind, dry_run=q.dry_run, size=size, created_by=principal.user_id,
                             file_name=_display_name(request.headers.get("X-File-Name"))).save(force_insert=True)
