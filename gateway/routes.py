@@ -17,8 +17,8 @@ PUBLIC = {("POST", "/api/v1/auth/login"), ("POST", "/api/v1/auth/refresh"), ("GE
 DEFAULT_BODY_LIMIT = 1024 * 1024
 # Larger bodies where files travel; everything else is a small JSON document.
 BODY_LIMITS: list[tuple[re.Pattern, int]] = [
-    (re.compile(r"^/api/v1/schools/\d{6}/imports/"), 20 * 1024 * 1024),
-    (re.compile(r"^/api/v1/records/schools/\d{6}/imports/"), 20 * 1024 * 1024),
+    (re.compile(r"^/api/v1/schools/[0-9]{6}/imports/"), 20 * 1024 * 1024),
+    (re.compile(r"^/api/v1/records/schools/[0-9]{6}/imports/"), 20 * 1024 * 1024),
     # intake enforces each file kind's own limit (documents 4 MiB, media 10 MiB) while streaming
     (re.compile(r"^/api/v1/intake/.+/files(/|$)"), 10 * 1024 * 1024 + 64 * 1024),
     (re.compile(r"^/api/v1/records/.+/attachments(/|$)"), 4 * 1024 * 1024 + 64 * 1024),

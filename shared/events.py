@@ -147,7 +147,7 @@ class UserDeactivated(Payload):
 class SectionFacts(Payload):
     section_id: str
     school: str
-    term: str = Field(pattern=r"^\d{3}0[12]$", description="學年度 (3 digits) + 學期 (01|02), e.g. 11201")
+    term: str = Field(pattern=r"^[0-9]{3}0[12]$", description="學年度 (3 digits) + 學期 (01|02), e.g. 11201")
     course_code: str = Field(min_length=23, max_length=23)
     subject_name: str
     credits: int

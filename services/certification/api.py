@@ -16,7 +16,7 @@ from .models import Certification, Section, Substitute
 
 PREFIX = "/api/v1/certification"
 ID = r"^[A-Za-z0-9._:-]{1,64}$"
-TERM = r"^\d{3}0[12]$"
+TERM = r"^[0-9]{3}0[12]$"
 State = Literal["submitted", "certified", "returned"]
 
 
@@ -109,7 +109,7 @@ class QueueQuery(Query):
     state: State = "submitted"
     section_id: str | None = Field(default=None, pattern=ID)
     term: str | None = Field(default=None, pattern=TERM, description="學年度+學期, e.g. 11201")
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
     limit: int = Field(default=100, ge=1, le=500)
 
 

@@ -19,7 +19,7 @@ from shared.projections import user_directory
 ALIAS = "certification"
 STATES = ("submitted", "certified", "returned")
 ACTIONS = ("submitted", "certified", "returned", "kept")
-DATE = r"^\d{4}-\d{2}-\d{2}$"
+DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
 
 def now() -> datetime:
@@ -77,7 +77,7 @@ class Certification(Aggregate):
         ("school", "student_id", "section_id", "state", "content_key"),
     ]}
     id = StringField(primary_key=True)  # the outcome id (intake's)
-    school = StringField(required=True, regex=r"^\d{6}$")
+    school = StringField(required=True, regex=r"^[0-9]{6}$")
     term = StringField(required=True)
     section_id = StringField(required=True)
     course_code = StringField(required=True)

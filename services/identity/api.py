@@ -56,7 +56,7 @@ class SchoolOut(BaseModel):
 
 
 class SchoolIn(Body):
-    code: str = Field(pattern=r"^\d{6}$")
+    code: str = Field(pattern=r"^[0-9]{6}$")
     name: str = Field(min_length=1, max_length=100)
 
 
@@ -143,7 +143,7 @@ class UserQuery(BaseModel):
     role: Role | None = None
     class_name: str | None = Field(default=None, max_length=20)
     q: str | None = Field(default=None, max_length=40)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
     limit: int = Field(default=50, ge=1, le=500)
 
 

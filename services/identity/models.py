@@ -28,7 +28,7 @@ class City(Document):
 
 class School(Aggregate):
     meta = {"db_alias": ALIAS, "collection": "schools", "indexes": ["city"]}
-    code = StringField(primary_key=True, regex=r"^\d{6}$")
+    code = StringField(primary_key=True, regex=r"^[0-9]{6}$")
     name = StringField(required=True, max_length=100)
     city = StringField(required=True)
     active = BooleanField(default=True)

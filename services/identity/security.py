@@ -88,8 +88,8 @@ class SigningKeys:
 
 # Letter values of the Taiwanese ID check-digit algorithm (A=10 … Z=33, with I, O, W, Z out of order).
 _LETTER = {c: v for c, v in zip("ABCDEFGHJKLMNPQRSTUVXYWZIO", range(10, 36))}
-_NATIONAL_ID = re.compile(r"^[A-Z][1289]\d{8}$")   # citizens (1/2) and the 2021 resident format (8/9)
-_OLD_RESIDENT = re.compile(r"^[A-Z][A-D]\d{8}$")    # resident certificates issued before 2021
+_NATIONAL_ID = re.compile(r"^[A-Z][1289][0-9]{8}$")   # citizens (1/2) and the 2021 resident format (8/9)
+_OLD_RESIDENT = re.compile(r"^[A-Z][A-D][0-9]{8}$")    # resident certificates issued before 2021
 
 
 def normalise_national_id(raw: str) -> str:

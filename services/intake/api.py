@@ -140,7 +140,7 @@ class OutcomeQuery(Query):
     section_id: str | None = Field(default=None, max_length=64)
     student_id: str | None = Field(default=None, max_length=64)
     status: Literal["draft", "submitted", "certified", "returned"] | None = None
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
     limit: int = Field(default=50, ge=1, le=200)
 
 
@@ -183,7 +183,7 @@ class PerformanceFields(Body):
 
 class PerformanceIn(PerformanceFields):
     category: Category
-    year: str | None = Field(default=None, pattern=r"^\d{3}$", description="學年度, e.g. 112")
+    year: str | None = Field(default=None, pattern=r"^[0-9]{3}$", description="學年度, e.g. 112")
     term: str | None = Field(default=None, pattern=TERM_PATTERN, description="or a term; its first 3 digits are the year")
 
     @model_validator(mode="after")
@@ -240,10 +240,10 @@ class PerformanceList(BaseModel):
 
 
 class PerformanceQuery(Query):
-    year: str | None = Field(default=None, pattern=r"^\d{3}$")
+    year: str | None = Field(default=None, pattern=r"^[0-9]{3}$")
     student_id: str | None = Field(default=None, max_length=64)
     category: Category | None = None
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
     limit: int = Field(default=50, ge=1, le=200)
 
 

@@ -176,7 +176,8 @@ def create_outcome(principal: Principal, section_id: str, brief: str) -> Outcome
     if enrolment is None:
         raise DomainError("not_enrolled")
     section = Section.objects(section_id=section_id, school=school).first()
-    course_code = enrolment.course_code or (section.course_code if section else None)
+    # The section's current code wins: records may have corrected it after the enrolment was announced.
+    course_code = (section.course_code if section else None) or enrolment.course_code
     if course_code is None:
         raise DomainError("not_enrolled", "the course section is not known yet; retry in a moment")
     outcome = Outcome(school=school, student_id=principal.user_id, term=enrolment.term, section_id=section_id,

@@ -25,7 +25,7 @@ MAX_FILES = 5          # per item
 MAX_LINKS = 5          # external links per performance
 BRIEF_MAX = 100        # characters
 # 學年度 (3 digits) + 學期: "11201" as documented, or "1121" as shared.events.SectionFacts' pattern has it today.
-TERM_PATTERN = r"^\d{3}0?[12]$"
+TERM_PATTERN = r"^[0-9]{3}0?[12]$"
 
 OUTCOME_STATUSES = ("draft", "submitted", "certified", "returned")
 EDITABLE = ("draft", "returned")
@@ -47,7 +47,7 @@ class Policy(Document):
     """A school's upload rules. Defaults apply until the school admin saves its own."""
 
     meta = {"db_alias": ALIAS, "collection": "policies"}
-    school = StringField(primary_key=True, regex=r"^\d{6}$")
+    school = StringField(primary_key=True, regex=r"^[0-9]{6}$")
     document_limit = IntField(default=DOCUMENT_LIMIT_MAX, min_value=1, max_value=DOCUMENT_LIMIT_MAX)
     media_limit = IntField(default=MEDIA_LIMIT_MAX, min_value=1, max_value=MEDIA_LIMIT_MAX)
     outcome_cap_per_term = IntField(default=6, min_value=1)
@@ -84,7 +84,7 @@ class Item(Aggregate):
 
     meta = {"abstract": True}
     id = StringField(primary_key=True, default=new_id)
-    school = StringField(required=True, regex=r"^\d{6}$")
+    school = StringField(required=True, regex=r"^[0-9]{6}$")
     student_id = StringField(required=True)
     brief = StringField(default="", max_length=BRIEF_MAX)
     files = ListField(EmbeddedDocumentField(FileRecord), default=list)
@@ -135,13 +135,13 @@ class Performance(Item):
 
     meta = {"db_alias": ALIAS, "collection": "performances", "indexes": [
         ("school", "student_id", "year"), "files.file_id", "retired_files.file_id"]}
-    year = StringField(required=True, regex=r"^\d{3}$")  # 學年度
+    year = StringField(required=True, regex=r"^[0-9]{3}$")  # 學年度
     term = StringField(null=True, regex=TERM_PATTERN)
     category = StringField(required=True, choices=PERFORMANCE_CATEGORIES)
     name = StringField(required=True, max_length=100)
     organiser = StringField(default="", max_length=100)
-    start_date = StringField(required=True, regex=r"^\d{4}-\d{2}-\d{2}$")
-    end_date = StringField(required=True, regex=r"^\d{4}-\d{2}-\d{2}$")
+    start_date = StringField(required=True, regex=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    end_date = StringField(required=True, regex=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
     hours = FloatField(default=0, min_value=0, max_value=2000)
     result = StringField(default="", max_length=100)
     links = ListField(StringField(max_length=2048), default=list)

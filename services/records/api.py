@@ -118,7 +118,7 @@ class AchievementIn(StudentRef):
 
 class CounsellingIn(StudentRef):
     date: Date
-    time: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM")
+    time: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM")
     place: Text
     content: LongText
     advice: Annotated[str, Field(max_length=4000)] = ""
@@ -126,7 +126,7 @@ class CounsellingIn(StudentRef):
 
 class CounsellingPatch(Body):
     date: Date | None = None
-    time: str | None = Field(default=None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    time: str | None = Field(default=None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
     place: Text | None = None
     content: LongText | None = None
     advice: Annotated[str, Field(max_length=4000)] | None = None
@@ -142,7 +142,7 @@ class CareerNoteIn(StudentRef):
 
 class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
     limit: int = Field(default=200, ge=1, le=1000)
 
 

@@ -80,7 +80,7 @@ def school_city(school: str) -> str | None:
 
 
 def seal(principal: Principal, school: str) -> str:
-    if not isinstance(school, str) or not re.fullmatch(r"\d{6}", school):
+    if not isinstance(school, str) or not re.fullmatch(r"[0-9]{6}", school):
         raise DomainError("not_found")
     if principal.school is not None:
         if principal.school != school:
@@ -407,7 +407,7 @@ PRECHECK_COLUMNS = ["學號", "姓名", "班級", "年級", "課程代碼", "科
 def _cell(value) -> str:
     """Text cells that a spreadsheet would run as a formula are quoted (CSV injection)."""
     text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "@", "\t", "\r") or (text[:1] == "-" and not re.fullmatch(r"-?\d+(\.\d+)?", text)):
+    if text[:1] in ("=", "+", "@", "\t", "\r") or (text[:1] == "-" and not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", text)):
         return "'" + text
     return text
 

@@ -187,7 +187,7 @@ def _int(row: Row, name: str, low: int, high: int, *, default: int | None = None
     text = row.values.get(name, "")
     if text == "" and default is not None:
         return default
-    if not re.fullmatch(r"\d+", text or "") or not low <= int(text) <= high:
+    if not re.fullmatch(r"[0-9]+", text or "") or not low <= int(text) <= high:
         row.error(name, "invalid_number", f"{name} must be a whole number {low}-{high}", f"{name} 須為 {low}–{high} 的整數")
         return None
     return int(text)

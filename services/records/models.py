@@ -18,10 +18,10 @@ from shared.projections import user_directory
 ALIAS = "records"
 
 # 學年度 (3 digits) + 0 + 學期 (1|2): 11201 = 112學年度第1學期.
-TERM_PATTERN = r"^\d{3}0[12]$"
+TERM_PATTERN = r"^[0-9]{3}0[12]$"
 # 課程代碼: 23 letters or digits, stored exactly as given.
 COURSE_CODE_PATTERN = r"^[0-9A-Z]{23}$"
-SCHOOL_PATTERN = r"^\d{6}$"
+SCHOOL_PATTERN = r"^[0-9]{6}$"
 CATEGORIES = ("部定必修", "校訂必修", "加深加廣選修", "補強性選修", "多元選修", "團體活動時間", "彈性學習時間", "其他")
 ATTENDANCE_KINDS = ("事假", "病假", "公假", "喪假", "曠課", "遲到")
 CADRE_LEVELS = ("school", "class", "club")
@@ -178,7 +178,7 @@ class Achievement(Document):
     organiser_unit = StringField(required=True, max_length=60)
     level = StringField(required=True, max_length=40)
     result = StringField(required=True, max_length=60)
-    date = StringField(required=True, regex=r"^\d{4}-\d{2}-\d{2}$")
+    date = StringField(required=True, regex=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
     entered_by = StringField()
     entered_role = StringField()  # the organising role that entered it; that role (or the school admin) may delete it
     created_at = DateTimeField(default=now)
@@ -204,8 +204,8 @@ class CounsellingRecord(Document):
     school = StringField(required=True, regex=SCHOOL_PATTERN)
     student_id = StringField(required=True)
     student_no = StringField(required=True)
-    date = StringField(required=True, regex=r"^\d{4}-\d{2}-\d{2}$")
-    time = StringField(required=True, regex=r"^\d{2}:\d{2}$")
+    date = StringField(required=True, regex=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    time = StringField(required=True, regex=r"^[0-9]{2}:[0-9]{2}$")
     place = StringField(required=True, max_length=60)
     counsellor_id = StringField(required=True)
     content = StringField(required=True, max_length=4000)
