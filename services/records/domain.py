@@ -589,11 +589,24 @@ def add_attachment(principal: Principal, school: str, record_id: str, *, name: s
     inspector = Inspector(limits={DOCUMENT: ATTACHMENT_LIMIT})
     received = 0
 
+    failure: list[DomainError] = []  # the caller's fault, even when the store wraps it in its own error
+
     def chunks() -> Iterator[bytes]:
         nonlocal received
-        while chunk := stream.read(CHUNK):
+        while True:
+            try:
+                chunk = stream.read(CHUNK)
+            except Exception as exc:  # the client went away or sent less than it announced
+                failure.append(DomainError("file_corrupt", "the upload ended before the file was complete"))
+                raise failure[-1] from exc
+            if not chunk:
+                return
             received += len(chunk)
-            inspector.feed(chunk)  # raises mid-stream: wrong type, too large
+            try:
+                inspector.feed(chunk)  # raises mid-stream: wrong type, too large
+            except DomainError as exc:
+                failure.append(exc)
+                raise
             yield chunk
 
     try:
@@ -606,6 +619,8 @@ def add_attachment(principal: Principal, school: str, record_id: str, *, name: s
         raise
     except Exception as exc:
         _discard(store, key)
+        if failure:
+            raise failure[-1] from exc
         log.warning("attachment upload to %s failed: %s", key, exc)
         raise DomainError("storage_unavailable") from exc
     attachment = Attachment(file_id=file_id, name=name, media_type=verdict.media_type, size=verdict.size,

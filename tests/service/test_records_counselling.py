@@ -179,3 +179,22 @@ def test_who_may_attach(client, records, record):
         assert upload(client, record, pdf(bytes([65 + n]) * 5), name=f"{n}.pdf").status_code == 201
     problem_of(upload(client, record, pdf(), name="6.pdf"), 409, "conflict")
     assert len(stored_files(records)) == 5
+
+
+
+def test_a_dropped_attachment_upload_is_the_clients_error_not_the_stores(records, record):
+    """The client went away mid-body: 422 file_corrupt (upload again), never 503 storage_unavailable."""
+    from services.records import domain
+    from shared.errors import DomainError
+
+    class Dropping(io.BytesIO):
+        def read(self, size=-1):
+            if self.tell() > 1000:
+                raise ConnectionResetError("the counsellor's wifi dropped")
+            return super().read(min(size, 1024) if size and size > 0 else 1024)
+
+    data = pdf(b"x" * 300_000)
+    with pytest.raises(DomainError) as dropped:
+        domain.add_attachment(_principal("counsellor"), "999001", record, name="a.pdf", stream=Dropping(data),
+                              content_length=len(data), store=records.state["media"])
+    assert dropped.value.code == "file_corrupt" and stored_files(records) == []
