@@ -288,6 +288,11 @@ def update_section(principal: Principal, school: str, section_id: str, changes: 
         check_course_code(changes["course_code"])
     if changes.get("teacher_ids") is not None:
         changes["teacher_ids"] = resolve_teachers(school, changes["teacher_ids"])
+    if changes.get("credits") is not None and changes["credits"] < section.credits:
+        # Grades already recorded must stay consistent: no one may have earned more than the course offers.
+        over = Enrolment.objects(section_id=section.id, school=school, grade__credits_earned__gt=changes["credits"]).count()
+        if over:
+            raise DomainError("conflict", f"{over} recorded grade(s) earned more than {changes['credits']} credits")
     changed = False
     for field in ("course_code", "subject_name", "credits", "category", "section_name", "teacher_ids"):
         if changes.get(field) is not None and getattr(section, field) != changes[field]:

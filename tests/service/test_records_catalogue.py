@@ -139,6 +139,14 @@ def test_grade_rules(client, course):
     assert retake.get_json()["grade"]["retake"] is True and retake.get_json()["grade"]["credits_earned"] == 4
 
 
+def test_credits_cannot_drop_below_grades_already_earned(client, course):
+    e1, section = course["999001"]["e1"], course["999001"]["section"]
+    assert client.put(f"{base()}/enrolments/{e1}/grade", headers=h("registrar"),
+                      json={"score": 75, "passed": True}).get_json()["grade"]["credits_earned"] == 4
+    problem_of(client.patch(f"{base()}/sections/{section}", headers=h("curriculum"), json={"credits": 1}), 409, "conflict")
+    assert client.patch(f"{base()}/sections/{section}", headers=h("curriculum"), json={"credits": 5}).status_code == 200
+
+
 def test_only_senior_high_students_of_the_school_can_be_enrolled(client, records):
     setup_term(client)
     section = add_section(client)
