@@ -256,10 +256,28 @@ class OutcomeReturned(Payload):
     returned_at: datetime
 
 
+@event_type("certification.substitute.assigned.v1")
+class SubstituteAssigned(Payload):
+    """代理人: ``substitute_id`` may certify for ``teacher_id`` on the dates from ``starts_on`` to ``ends_on``."""
+
+    assignment_id: str
+    school: str
+    teacher_id: str
+    substitute_id: str
+    starts_on: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+    ends_on: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+@event_type("certification.substitute.removed.v1")
+class SubstituteRemoved(Payload):
+    assignment_id: str
+    school: str
+
+
 __all__ = [
     "EXCHANGE", "CATALOGUE", "Envelope", "Payload", "make_event", "parse_event", "UnknownEvent", "ValidationError",
     "SchoolCreated", "SchoolUpdated", "SchoolDeactivated", "UserCreated", "UserUpdated", "UserDeactivated",
     "UserFacts", "StudentFacts", "Role", "StudentStatus", "SectionFacts", "SectionCreated", "SectionUpdated",
     "EnrolmentCreated", "EnrolmentWithdrawn", "GradeRecorded", "StoredFile", "OutcomeSubmitted", "OutcomeCertified",
-    "OutcomeReturned",
+    "OutcomeReturned", "SubstituteAssigned", "SubstituteRemoved",
 ]

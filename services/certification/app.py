@@ -5,9 +5,9 @@ from shared.config import Settings
 from shared.runtime import Runtime, ServiceSpec
 
 from . import api, consumers
-from .models import Certification
+from .models import Certification, Substitute
 
-SPEC = ServiceSpec(name="certification", aggregates=[Certification], subscriptions=consumers.subscriptions,
+SPEC = ServiceSpec(name="certification", aggregates=[Certification, Substitute], subscriptions=consumers.subscriptions,
                    install_api=api.install, seed_demo=None)
 
 

@@ -369,8 +369,10 @@ def assign_substitute(principal: Principal, *, teacher_id: str, substitute_id: s
     if Substitute.objects(school=school, teacher_id=teacher_id, substitute_id=substitute_id, deleted_at=None,
                           starts_on__lte=ends, ends_on__gte=starts).first() is not None:
         raise DomainError("conflict", "an overlapping assignment of this substitute for this teacher exists")
-    return Substitute(school=school, teacher_id=teacher_id, substitute_id=substitute_id, starts_on=starts,
-                      ends_on=ends, created_by=principal.user_id).save(force_insert=True)
+    assignment = Substitute(school=school, teacher_id=teacher_id, substitute_id=substitute_id, starts_on=starts,
+                            ends_on=ends, created_by=principal.user_id)
+    # announced so intake lets the substitute open the outcomes and files they are to judge
+    return save_with_events(assignment, [events.substitute_assigned(assignment)])
 
 
 def list_substitutes(principal: Principal, *, teacher_id: str | None, current: bool) -> list[Substitute]:
@@ -394,5 +396,5 @@ def delete_substitute(principal: Principal, substitute_id: str) -> None:
     assignment = Substitute.objects(id=substitute_id, school=school, deleted_at=None).first()
     if assignment is None:
         raise DomainError("not_found", "no such substitute assignment")
-    Substitute.objects(id=assignment.id, deleted_at=None).update_one(set__deleted_at=now(),
-                                                                     set__deleted_by=principal.user_id)
+    assignment.deleted_at, assignment.deleted_by = now(), principal.user_id
+    save_with_events(assignment, [events.substitute_removed(assignment)])

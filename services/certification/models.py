@@ -102,7 +102,7 @@ class Certification(Aggregate):
         return self.id
 
 
-class Substitute(Document):
+class Substitute(Aggregate):
     """代理人: ``substitute_id`` certifies for ``teacher_id`` from ``starts_on`` to ``ends_on`` (dates, Taiwan time)."""
 
     meta = {"db_alias": ALIAS, "collection": "substitutes",

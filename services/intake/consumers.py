@@ -2,7 +2,8 @@
 
 - ``intake.user-directory``: identity.user.* → who a user is (school, roles, class, homeroom class);
 - ``intake.course-catalogue``: records.section.* and records.enrolment.* → Section and Enrolment;
-- ``intake.certification-status``: certification.outcome.certified/returned → the outcome's status.
+- ``intake.certification-status``: certification.outcome.certified/returned → the outcome's status;
+- ``intake.substitutes``: certification.substitute.* → who may open a teacher's outcomes for them (代理人).
 
 Every handler is idempotent (the bus also drops redelivered ids) and order-safe: projections keep the time
 of the event that last wrote them and ignore older ones; a certification decision applies only to the
@@ -16,16 +17,31 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.bus import Subscription
 from shared.events import (EnrolmentCreated, EnrolmentWithdrawn, Envelope, OutcomeCertified, OutcomeReturned,
-                           SectionCreated, SectionUpdated)
+                           SectionCreated, SectionUpdated, SubstituteAssigned, SubstituteRemoved)
 from shared.projections import user_directory_subscription
 
-from .models import Directory, Enrolment, Outcome, Section, now
+from .models import Directory, Enrolment, Outcome, Section, Substitution, now
 
 log = logging.getLogger("footprint.intake.consumers")
 
 CATALOGUE_EVENTS = ["records.section.created.v1", "records.section.updated.v1", "records.enrolment.created.v1",
                     "records.enrolment.withdrawn.v1"]
 CERTIFICATION_EVENTS = ["certification.outcome.certified.v1", "certification.outcome.returned.v1"]
+SUBSTITUTE_EVENTS = ["certification.substitute.assigned.v1", "certification.substitute.removed.v1"]
+
+
+def apply_substitute_event(envelope: Envelope, payload) -> None:
+    """Idempotent and order-safe: a removal is final, so a late assignment never brings one back."""
+    collection = Substitution._get_collection()
+    if isinstance(payload, SubstituteAssigned):
+        collection.update_one({"_id": payload.assignment_id}, {"$setOnInsert": {
+            "school": payload.school, "teacher_id": payload.teacher_id, "substitute_id": payload.substitute_id,
+            "starts_on": payload.starts_on, "ends_on": payload.ends_on, "removed": False}}, upsert=True)
+    elif isinstance(payload, SubstituteRemoved):
+        collection.update_one({"_id": payload.assignment_id},
+                              {"$set": {"removed": True, "school": payload.school},
+                               "$setOnInsert": {"teacher_id": "", "substitute_id": "", "starts_on": "", "ends_on": ""}},
+                              upsert=True)
 
 
 def _upsert_if_newer(model, key: str, envelope: Envelope, values: dict) -> bool:
@@ -87,4 +103,5 @@ def subscriptions(runtime) -> list[Subscription]:
         Subscription(queue="intake.course-catalogue", event_types=CATALOGUE_EVENTS, handler=apply_catalogue_event),
         Subscription(queue="intake.certification-status", event_types=CERTIFICATION_EVENTS,
                      handler=apply_certification_event),
+        Subscription(queue="intake.substitutes", event_types=SUBSTITUTE_EVENTS, handler=apply_substitute_event),
     ]

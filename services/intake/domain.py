@@ -16,6 +16,7 @@ import re
 import unicodedata
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Callable, Iterator
 from urllib.parse import unquote
 
@@ -27,8 +28,8 @@ from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_nam
 from shared.outbox import save_with_events
 
 from . import events
-from .models import (MAX_FILES, Directory, Enrolment, FileRecord, Item, Outcome, Performance, Policy, Section, new_id,
-                     now)
+from .models import (MAX_FILES, Directory, Enrolment, FileRecord, Item, Outcome, Performance, Policy, Section,
+                     Substitution, new_id, now)
 
 log = logging.getLogger("footprint.intake")
 
@@ -75,8 +76,20 @@ def _homeroom_students(principal: Principal) -> list[str]:
     return [u.id for u in Directory.objects(school=principal.school, class_name=class_name, roles="student").only("id")]
 
 
+TAIPEI = timezone(timedelta(hours=8))  # substitution dates are Taiwan dates (no daylight saving)
+
+
+def acting_for(principal: Principal) -> list[str]:
+    """The teachers whose sections the caller may open: themself, and whom they substitute for today (代理人)."""
+    day = datetime.now(TAIPEI).date().isoformat()
+    absent = [s.teacher_id for s in Substitution.objects(school=principal.school, substitute_id=principal.user_id,
+                                                        removed=False, starts_on__lte=day, ends_on__gte=day)]
+    return [principal.user_id, *absent]
+
+
 def _teaches(principal: Principal, section_id: str) -> bool:
-    return Section.objects(section_id=section_id, school=principal.school, teacher_ids=principal.user_id).count() > 0
+    return Section.objects(section_id=section_id, school=principal.school,
+                           teacher_ids__in=acting_for(principal)).count() > 0
 
 
 def relation(principal: Principal, item: Item) -> str | None:
@@ -242,7 +255,7 @@ def _visible_query(principal: Principal, *, outcomes: bool) -> Q:
         return school
     seen = Q(student_id=principal.user_id)
     if outcomes:
-        sections = [s.section_id for s in Section.objects(school=principal.school, teacher_ids=principal.user_id)
+        sections = [s.section_id for s in Section.objects(school=principal.school, teacher_ids__in=acting_for(principal))
                     .only("section_id")]
         if sections:
             seen |= Q(section_id__in=sections)

@@ -167,6 +167,20 @@ class Section(Document):
     event_at = DateTimeField()
 
 
+class Substitution(Document):
+    """代理人 as certification announces it (certification.substitute.*): the substitute may open what the
+    absent teacher may, on the assignment's dates (Taiwan time)."""
+
+    meta = {"db_alias": ALIAS, "collection": "substitutions", "indexes": [("school", "substitute_id")]}
+    assignment_id = StringField(primary_key=True)
+    school = StringField(required=True)
+    teacher_id = StringField(required=True)
+    substitute_id = StringField(required=True)
+    starts_on = StringField(required=True)
+    ends_on = StringField(required=True)
+    removed = BooleanField(default=False)
+
+
 class Enrolment(Document):
     """A student's enrolment in a section (records.enrolment.*)."""
 

@@ -228,3 +228,15 @@ def test_the_openapi_document_covers_the_routes(world):
     assert document["paths"][f"{PREFIX}/queue"]["get"]["security"] == [{"bearer": []}]
     assert "from" in document["components"]["schemas"]["AuditOut"]["properties"]
     assert {"ReturnIn", "BulkCertifyIn", "SubstituteIn", "OutcomeOut"} <= set(document["components"]["schemas"])
+
+
+def test_assignments_are_announced_for_intake(world, substituted):
+    from services.certification.models import Substitute
+
+    outbox = Substitute._get_collection().find_one({"_id": substituted["id"]})["outbox"]
+    assert [i["event"]["type"] for i in outbox] == ["certification.substitute.assigned.v1"]
+    payload = outbox[0]["event"]["payload"]
+    assert (payload["teacher_id"], payload["substitute_id"]) == ("t1", "t3")
+    assert world.client.delete(f"{PREFIX}/substitutes/{substituted['id']}", headers=world.headers("cur")).status_code == 204
+    outbox = Substitute._get_collection().find_one({"_id": substituted["id"]})["outbox"]
+    assert [i["event"]["type"] for i in outbox][-1] == "certification.substitute.removed.v1"

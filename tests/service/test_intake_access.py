@@ -205,3 +205,32 @@ def test_another_school_gets_404_everywhere(world, s1_items, user):
 
 def test_another_school_cannot_enrol_into_this_schools_sections(world):
     problem_of(world.client.post(OUTCOMES, headers=world.h("b1"), json={"section_id": "SEC-A1"}), 422, "not_enrolled")
+
+
+def test_a_substitute_opens_the_outcomes_and_files_of_the_teacher_they_stand_in_for(world):
+    from datetime import datetime, timedelta, timezone
+
+    from shared.events import SubstituteAssigned, SubstituteRemoved
+    from tests.service.test_intake_support import event
+
+    item = world.outcome()
+    file = world.upload(item, pdf()).get_json()
+    outcome_url, file_url = f"/api/v1/intake/outcomes/{item['id']}", f"/api/v1/intake/files/{file['file_id']}"
+    assert world.client.get(outcome_url, headers=world.h("t_other")).status_code == 403
+    today = datetime.now(timezone(timedelta(hours=8))).date()
+    world.deliver(event(SubstituteAssigned(assignment_id="sub-1", school=A, teacher_id="t_math", substitute_id="t_other",
+                                           starts_on=(today - timedelta(days=1)).isoformat(),
+                                           ends_on=(today + timedelta(days=1)).isoformat()),
+                        school=A, producer="certification"))
+    assert world.client.get(outcome_url, headers=world.h("t_other")).status_code == 200
+    assert world.client.get(file_url, headers=world.h("t_other")).status_code == 200
+    listed = world.client.get("/api/v1/intake/outcomes", headers=world.h("t_other")).get_json()["items"]
+    assert item["id"] in [o["id"] for o in listed]
+    # an assignment for other dates opens nothing; a removed one no longer does
+    world.deliver(event(SubstituteRemoved(assignment_id="sub-1", school=A), school=A, producer="certification"))
+    assert world.client.get(outcome_url, headers=world.h("t_other")).status_code == 403
+    world.deliver(event(SubstituteAssigned(assignment_id="sub-2", school=A, teacher_id="t_math", substitute_id="t_other",
+                                           starts_on=(today + timedelta(days=5)).isoformat(),
+                                           ends_on=(today + timedelta(days=9)).isoformat()),
+                        school=A, producer="certification"))
+    assert world.client.get(file_url, headers=world.h("t_other")).status_code == 403
