@@ -59,6 +59,16 @@ def clean_file_name(name: str | None) -> str:
     return name
 
 
+EXTENSIONS = {"pdf": (".pdf",), "png": (".png",), "jpg": (".jpg", ".jpeg"), "mp3": (".mp3",), "mp4": (".mp4",)}
+
+
+def display_name(name: str, verdict: "Verdict") -> str:
+    """The name as given, with the extension of what the bytes are (a PDF named x.exe downloads as x.exe.pdf)."""
+    if not name.lower().endswith(EXTENSIONS[verdict.extension]):
+        name = f"{name}.{verdict.extension}"
+    return unicodedata.normalize("NFC", name)
+
+
 def _sniff(head: bytes) -> tuple[str, str, str] | None:
     if head.startswith(b"%PDF-"):
         return DOCUMENT, "application/pdf", "pdf"

@@ -213,6 +213,31 @@ class _Counting:
         return data
 
 
+def verified_read(chunks: Iterator[bytes], size: int, sha256: str, on_error) -> Iterator[bytes]:
+    """Pass stored bytes through, hashing them. The last chunk is held back until the whole object matched its
+    recorded size and sha256: on a mismatch the response is cut short (the client sees a broken transfer,
+    never a silently wrong file) and ``on_error`` hears of it."""
+    digest, seen, pending = hashlib.sha256(), 0, b""
+    try:
+        for chunk in chunks:
+            digest.update(chunk)
+            seen += len(chunk)
+            if seen > size:
+                break
+            if pending:
+                yield pending
+            pending = chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if seen != size or digest.hexdigest() != sha256:
+        on_error(f"stored bytes do not match their record (size {seen} of {size}, sha256 {digest.hexdigest()})")
+        raise IOError("stored file failed verification")
+    if pending:
+        yield pending
+
+
 def _quote(name: str) -> str:
     from urllib.parse import quote
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -24,8 +23,9 @@ from mongoengine import Q
 
 from shared.auth import Principal
 from shared.errors import DomainError, field_error
-from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_name
+from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_name, display_name
 from shared.outbox import save_with_events
+from shared.storage import verified_read
 
 from . import events
 from .models import (MAX_FILES, Directory, Enrolment, FileRecord, Item, Outcome, Performance, Policy, Section,
@@ -38,7 +38,6 @@ LINK_SECONDS = 300                                     # presigned links live at
 STAFF_VIEWERS = ("school_admin", "registrar", "curriculum")
 UPLOAD_KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
-EXTENSIONS = {"pdf": (".pdf",), "png": (".png",), "jpg": (".jpg", ".jpeg"), "mp3": (".mp3",), "mp4": (".mp4",)}
 RECORD_ATTEMPTS = 5
 
 
@@ -368,13 +367,6 @@ def checksum_from_header(value: str | None) -> str | None:
     return value.strip().lower()
 
 
-def _display_name(name: str, verdict: Verdict) -> str:
-    """The name as given, with the extension of what the bytes are (a PDF named x.exe downloads as x.exe.pdf)."""
-    if not name.lower().endswith(EXTENSIONS[verdict.extension]):
-        name = f"{name}.{verdict.extension}"
-    return unicodedata.normalize("NFC", name)
-
-
 class BodyError(Exception):
     """Reading the request body failed (client went away, broken transfer)."""
 
@@ -470,7 +462,7 @@ def receive_file(intake: Intake, principal: Principal, model: type[Item], item_i
     try:
         verdict = _store(intake, storage_key, pipeline, length)
         record = FileRecord(file_id=new_id(), upload_key=upload_key, storage_key=storage_key,
-                            name=_display_name(name, verdict), kind=verdict.kind, media_type=verdict.media_type,
+                            name=display_name(name, verdict), kind=verdict.kind, media_type=verdict.media_type,
                             size=verdict.size, sha256=verdict.sha256, uploaded_at=now(), uploaded_by=principal.user_id)
         kept, created = _record(model, item_id, record)
     except BaseException:
@@ -554,28 +546,8 @@ def open_file(intake: Intake, record: FileRecord) -> Iterator[bytes]:
 
 
 def verified_stream(chunks: Iterator[bytes], record: FileRecord, on_error: Callable[[str], None]) -> Iterator[bytes]:
-    """Pass the stored bytes through, hashing them. The last chunk is held back until the whole object matched
-    its recorded size and sha256: on a mismatch the response is cut short (the client sees a broken transfer,
-    never a silently wrong file)."""
-    digest, size, pending = hashlib.sha256(), 0, b""
-    try:
-        for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
-            if size > record.size:
-                break
-            if pending:
-                yield pending
-            pending = chunk
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
-    if size != record.size or digest.hexdigest() != record.sha256:
-        on_error(f"file {record.file_id}: stored bytes do not match (size {size}, sha256 {digest.hexdigest()})")
-        raise IOError("stored file failed verification")
-    if pending:
-        yield pending
+    """The stored bytes, checked against the file's recorded size and sha256 on the way out."""
+    return verified_read(chunks, record.size, record.sha256, lambda problem: on_error(f"file {record.file_id}: {problem}"))
 
 
 def file_link(intake: Intake, record: FileRecord, expires: int) -> str | None:

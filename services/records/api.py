@@ -6,6 +6,7 @@ whatever they send.
 """
 from __future__ import annotations
 
+import logging
 from datetime import date as Date
 from typing import Annotated, Literal
 from urllib.parse import quote, unquote
@@ -18,13 +19,14 @@ from shared.errors import DomainError
 from shared.filecheck import clean_file_name
 from shared.http import Api, json_response, read_json, read_query
 from shared.spreadsheets import spool_upload
-from shared.storage import StorageError
+from shared.storage import StorageError, verified_read
 from shared.tracing import current_carrier
 
 from . import domain, imports
 from .models import (ACHIEVEMENT_KINDS, ATTENDANCE_KINDS, CADRE_LEVELS, CATEGORIES, STUDY_GROUPS, Achievement, Attendance,
                      Cadre, CareerNote, ClubMembership, CounsellingRecord, Enrolment, ImportJob, Section, Term)
 
+log = logging.getLogger("footprint.records.api")
 P = "/api/v1/records/schools/<code>"
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
@@ -732,9 +734,13 @@ def install(app, runtime) -> None:
             body = store.open(attachment.key)
         except StorageError as exc:
             raise DomainError("storage_unavailable") from exc
+        # checked against the recorded size and sha256 on the way out: a damaged file is cut short, never served
+        body = verified_read(body, attachment.size, attachment.sha256,
+                             lambda problem: log.error("attachment %s: %s", attachment.file_id, problem))
         return Response(body, content_type=attachment.media_type, direct_passthrough=True, headers={
             "Content-Length": str(attachment.size), "Content-Disposition": _content_disposition(attachment.name),
-            "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store"})
+            "X-Content-SHA256": attachment.sha256, "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store"})
 
     @api.route("DELETE", f"{P}/counselling/<record_id>/attachments/<file_id>",
                summary="Remove an attachment from one's counselling record", status=204, tags=["records: counselling"])

@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.auth import Principal
 from shared.errors import DomainError, field_error
-from shared.filecheck import DOCUMENT, Inspector, clean_file_name
+from shared.filecheck import DOCUMENT, Inspector, clean_file_name, display_name
 from shared.outbox import save_with_events
 
 from . import events
@@ -628,7 +628,7 @@ def add_attachment(principal: Principal, school: str, record_id: str, *, name: s
             raise failure[-1] from exc
         log.warning("attachment upload to %s failed: %s", key, exc)
         raise DomainError("storage_unavailable") from exc
-    attachment = Attachment(file_id=file_id, name=name, media_type=verdict.media_type, size=verdict.size,
+    attachment = Attachment(file_id=file_id, name=display_name(name, verdict), media_type=verdict.media_type, size=verdict.size,
                             sha256=verdict.sha256, key=key, uploaded_by=principal.user_id)
     pushed = CounsellingRecord.objects(id=record.id, school=school, attachments__size=len(record.attachments)).update_one(
         push__attachments=attachment, set__updated_at=now())

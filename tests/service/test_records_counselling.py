@@ -198,3 +198,21 @@ def test_a_dropped_attachment_upload_is_the_clients_error_not_the_stores(records
         domain.add_attachment(_principal("counsellor"), "999001", record, name="a.pdf", stream=Dropping(data),
                               content_length=len(data), store=records.state["media"])
     assert dropped.value.code == "file_corrupt" and stored_files(records) == []
+
+
+def test_attachments_are_named_by_what_they_are_and_checked_on_the_way_out(client, records, record):
+    response = upload(client, record, pdf(), name="notes.exe")
+    assert response.status_code == 201, response.get_data(as_text=True)
+    attachment = response.get_json()["attachments"][-1]
+    assert attachment["name"] == "notes.exe.pdf"  # the bytes are a PDF: it downloads as one
+    url = f"{base()}/counselling/{record}/attachments/{attachment['file_id']}"
+    good = client.get(url, headers=h("counsellor"))
+    assert good.status_code == 200 and good.headers["X-Content-SHA256"] == attachment["sha256"]
+    # the stored object is damaged behind Footprint's back: the download is cut short, never served wrong
+    store = records.state["media"]
+    from services.records.models import CounsellingRecord
+
+    key = next(a.key for a in CounsellingRecord.objects(id=record).first().attachments if a.file_id == attachment["file_id"])
+    store.put(key, iter([b"%PDF-1.7 tampered"]))
+    with pytest.raises(IOError):
+        client.get(url, headers=h("counsellor")).get_data()

@@ -95,11 +95,19 @@ def test_upload_submit_certify_and_see_it_certified_in_one_trace(processes, otlp
                         timeout=10).json()["state"] == "certified"
 
     # ---- the trace ----------------------------------------------------------------------------------------
-    def whole_trace():
+    def whole_trace():  # each process exports on its own schedule: wait until every hop has arrived
         spans = otlp.trace(trace_id)
-        kinds = {(s.service, s.kind, s.name) for s in spans}
-        wanted = [("certification", "CONSUMER"), ("intake", "CONSUMER"), ("certification", "PRODUCER")]
-        return spans if all(any((svc, kind) == (k[0], k[1]) for k in kinds) for svc, kind in wanted) else None
+        seen = {(s.service, s.kind, s.attributes.get("footprint.event_type") or s.name.rsplit("/", 1)[-1]) for s in spans}
+        wanted = {("intake", "SERVER", "submit"), ("intake", "PRODUCER", "intake.outcome.submitted.v1"),
+                  ("certification", "CONSUMER", "intake.outcome.submitted.v1"), ("certification", "SERVER", "certify"),
+                  ("certification", "PRODUCER", "certification.outcome.certified.v1"),
+                  ("intake", "CONSUMER", "certification.outcome.certified.v1")}
+        services = {s.service for s in spans}
+        ids = {s.span_id for s in spans}
+        parents_in = all(s.parent_id in ids for s in spans if s.kind != "SERVER" or s.service != "gateway")
+        done = wanted <= seen and {"gateway", "identity", "records", "intake", "certification"} <= services and parents_in
+        return spans if done and any(s.service == "intake" and s.kind == "SERVER" and "/files/" in s.name
+                                     for s in spans) else None
 
     time.sleep(0.5)
     spans = wait_until(whole_trace, timeout=20)

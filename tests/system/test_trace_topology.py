@@ -22,7 +22,12 @@ def test_one_trace_runs_from_gateway_through_identity_and_the_bus_to_a_consumer(
         if not roots:
             return None
         spans = otlp.trace(roots[0].trace_id)
-        return spans if any(s.kind == "CONSUMER" and s.service == "gateway" for s in spans) else None
+        # each process exports on its own schedule: wait until every hop has arrived
+        wanted = {("gateway", "SERVER"), ("gateway", "CLIENT"), ("identity", "SERVER"), ("identity", "PRODUCER"),
+                  ("gateway", "CONSUMER")}
+        ids = {s.span_id for s in spans}
+        linked = all(s.parent_id in ids for s in spans if s.parent_id)
+        return spans if wanted <= {(s.service, s.kind) for s in spans} and linked else None
 
     spans = wait_until(collected, timeout=20)
     assert spans, "the trace never reached the consumer"
