@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import pika
 
-from bench.common import machine, print_table, summary_ms
-from bench.portfolio import Platform, pdf_bytes
+from bench.common import print_table, summary_ms
+from bench.portfolio import Platform, run_on_platform, pdf_bytes
 from deploy.dlq import pika_parameters
 from deploy.services import rabbitmq_url
 from deploy.topology import subscriptions
@@ -41,14 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=24, help="student portals working at once")
     parser.add_argument("--size", type=int, default=64 * 1024, help="bytes per uploaded PDF (default 64 KiB)")
     args = parser.parse_args(argv)
-    print(f"{machine()}\nStarting every service (gunicorn, RabbitMQ) and moto's S3 server...", flush=True)
-    started = time.perf_counter()
-    platform = Platform()
-    try:
-        run(platform, args)
-    finally:
-        platform.stop()
-    print(f"Wall time {time.perf_counter() - started:.1f}s.")
+    run_on_platform(run, args)
 
 
 def run(platform: Platform, args) -> None:

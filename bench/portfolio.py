@@ -181,6 +181,20 @@ class Platform:
                          headers={"X-File-Name": quote(name), "Content-Type": "application/octet-stream"}).json()
 
 
+def run_on_platform(run, args) -> None:
+    """Start the platform, run ``run(platform, args)``, always stop it, and say how long it all took."""
+    from bench.common import machine
+
+    started = time.perf_counter()
+    print(f"{machine()}\nStarting every service (gunicorn, RabbitMQ) and moto's S3 server...", flush=True)
+    platform = Platform()
+    try:
+        run(platform, args)
+    finally:
+        platform.stop()
+    print(f"Wall time {time.perf_counter() - started:.1f}s.")
+
+
 def peak_rss_mib(procs: ProcessSet, name: str) -> float:
     return procs.peak_rss_kib(name) / 1024
 
@@ -199,4 +213,4 @@ def reset_peak_rss(procs: ProcessSet, name: str) -> None:
                 pass
 
 
-__all__ = ["Platform", "pdf_bytes", "mp4_bytes", "peak_rss_mib", "reset_peak_rss", "national_id", "TERM", "os"]
+__all__ = ["Platform", "run_on_platform", "pdf_bytes", "mp4_bytes", "peak_rss_mib", "reset_peak_rss", "national_id", "TERM", "os"]

@@ -25,8 +25,8 @@ from datetime import timedelta
 
 import urllib3
 
-from bench.common import machine, print_table, ratio, summary_ms
-from bench.portfolio import Platform, mp4_bytes, pdf_bytes
+from bench.common import print_table, ratio, summary_ms
+from bench.portfolio import Platform, run_on_platform, mp4_bytes, pdf_bytes
 
 MIB = 1024 * 1024
 
@@ -63,14 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="clients at a time (default 4)")
     parser.add_argument("--memory-clients", type=int, default=20, help="simultaneous 10 MiB uploads (default 20)")
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    print(f"{machine()}\nStarting every service (gunicorn, RabbitMQ) and moto's S3 server...", flush=True)
-    platform = Platform()
-    try:
-        run(platform, args)
-    finally:
-        platform.stop()
-    print(f"Wall time {time.perf_counter() - started:.1f}s.")
+    run_on_platform(run, args)
 
 
 def run(platform: Platform, args) -> None:

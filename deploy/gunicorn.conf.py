@@ -18,3 +18,10 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 proc_name = os.environ.get("FOOTPRINT_PROCESS", "footprint")
+
+
+def worker_exit(server, worker):
+    # Flush the worker's last spans (its tracer provider was made after the fork, in deploy.wsgi.boot).
+    from shared.tracing import shutdown_tracing
+
+    shutdown_tracing()

@@ -10,6 +10,7 @@ import sys
 import threading
 
 from deploy.wsgi import boot
+from shared.tracing import shutdown_tracing
 
 
 def main(name: str) -> None:
@@ -19,6 +20,7 @@ def main(name: str) -> None:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     runtime.stop_workers()
+    shutdown_tracing()  # the last spans leave before the process does
 
 
 if __name__ == "__main__":

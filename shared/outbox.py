@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Iterable
 
 import mongoengine
@@ -143,10 +142,6 @@ class OutboxRelay(threading.Thread):
         self.published += count
         return count
 
-    def pending(self) -> int:
-        return sum(len(d.get("outbox", [])) for m in self.aggregates
-                   for d in m._get_collection().find({"outbox.0": {"$exists": True}}, {"outbox": 1}))
-
     def run(self) -> None:
         backoff = self.poll_seconds
         while not self._halt.is_set():
@@ -164,9 +159,3 @@ class OutboxRelay(threading.Thread):
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
 
-
-def drain(relay: OutboxRelay, timeout: float = 5.0) -> None:
-    """Test/CLI helper: relay until nothing is pending."""
-    deadline = time.monotonic() + timeout
-    while relay.relay_once() and time.monotonic() < deadline:
-        pass

@@ -268,6 +268,12 @@ class _SectionLookup:
             row.error("course_code", "unknown_section", "no such section in this term", "本學期查無此開課資料")
         return section
 
+    def _load_enrolments(self, *fields: str) -> dict[tuple, dict]:
+        """The file's terms' enrolments of the school by (section id, student id), with ``fields``."""
+        projection = dict.fromkeys(("section_id", "student_id", "status", *fields), 1)
+        return {(d["section_id"], d["student_id"]): d for d in Enrolment._get_collection().find(
+            {"school": self.school, "term": {"$in": list(self.file_terms)}}, projection)}
+
 
 class SectionImporter(Importer):
     kind = "sections"
@@ -330,8 +336,7 @@ class EnrolmentImporter(_SectionLookup, Importer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._load_sections()
-        self.existing = {(d["section_id"], d["student_id"]): d for d in Enrolment._get_collection().find(
-            {"school": self.school, "term": {"$in": list(self.file_terms)}}, {"section_id": 1, "student_id": 1, "status": 1})}
+        self.existing = self._load_enrolments()
 
     def check(self, row: Row) -> None:
         _required(row, REQUIRED["enrolments"])
@@ -374,9 +379,7 @@ class GradeImporter(_SectionLookup, Importer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._load_sections()
-        self.existing = {(d["section_id"], d["student_id"]): d for d in Enrolment._get_collection().find(
-            {"school": self.school, "term": {"$in": list(self.file_terms)}},
-            {"section_id": 1, "student_id": 1, "status": 1, "grade": 1})}
+        self.existing = self._load_enrolments("grade")
 
     def check(self, row: Row) -> None:
         v = row.values

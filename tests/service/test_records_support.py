@@ -11,6 +11,7 @@ import pytest
 
 from shared.config import Settings
 from shared.events import StudentFacts, UserCreated, UserDeactivated, UserUpdated, make_event, parse_event
+from tests.files import pdf, png  # noqa: F401 (used by the records tests through this module)
 from tests.tokens import TestTokens
 
 TOKENS = TestTokens()
@@ -124,19 +125,6 @@ def problem_of(response, status: int, code: str | None = None) -> dict:
     return body
 
 
-def pdf(body: bytes = b"hello") -> bytes:
-    objects = b"1 0 obj << /Type /Catalog >> endobj\n" + b"2 0 obj << /Length 5 >> stream\n" + body + b"\nendstream endobj\n"
-    return b"%PDF-1.7\n" + objects + b"xref\n0 3\ntrailer << /Root 1 0 R >>\nstartxref\n9\n%%EOF\n"
-
-
-def png() -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x00")) + chunk(b"IEND", b"")
 
 
 def stored_files(runtime) -> list[str]:

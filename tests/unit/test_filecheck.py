@@ -1,43 +1,14 @@
 """File type by bytes, structure and polyglots — every bad file of the intake issue gets a clear code."""
 from __future__ import annotations
 
-import struct
-import zlib
 
 import pytest
 
 from shared.errors import DomainError
 from shared.filecheck import DOCUMENT, MEDIA, Inspector, clean_file_name, inspect_bytes
+from tests.files import jpeg, mp3, mp4, pdf, png
 
 LIMITS = {DOCUMENT: 4 * 1024 * 1024, MEDIA: 10 * 1024 * 1024}
-
-
-def pdf(body: bytes = b"hello", *, encrypt=False) -> bytes:
-    objects = b"1 0 obj << /Type /Catalog >> endobj\n" + b"2 0 obj << /Length 5 >> stream\n" + body + b"\nendstream endobj\n"
-    trailer = b"trailer << /Root 1 0 R" + (b" /Encrypt 3 0 R" if encrypt else b"") + b" >>\n"
-    return b"%PDF-1.7\n" + objects + b"xref\n0 3\n" + trailer + b"startxref\n9\n%%EOF\n"
-
-
-def png(extra: bytes = b"") -> bytes:
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x00")) + chunk(b"IEND", b"") + extra
-
-
-def jpeg(extra: bytes = b"") -> bytes:
-    return b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x11" * 100 + b"\xff\xd9" + extra
-
-
-def mp4(payload: int = 1000) -> bytes:
-    ftyp = struct.pack(">I4s4sI4s4s", 24, b"ftyp", b"isom", 512, b"isom", b"mp41")
-    mdat = struct.pack(">I4s", 8 + payload, b"mdat") + b"\x00" * payload
-    moov = struct.pack(">I4s", 16, b"moov") + struct.pack(">I4s", 8, b"mvhd")
-    return ftyp + mdat + moov
-
-
-def mp3() -> bytes:
-    return b"ID3\x03\x00\x00\x00\x00\x00\x0a" + b"\x00" * 10 + b"\xff\xfb\x90\x64" + b"\x00" * 400
 
 
 @pytest.mark.parametrize("data, kind, media_type", [
