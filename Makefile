@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test services test-unit test-system bench dlq-list dlq-replay clean
+.PHONY: run test services test-unit test-system bench dlq-list dlq-replay reset clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-## make run: the embedded platform in one process (gateway on http://127.0.0.1:8080, memory:// bus, mongomock, ./var)
+## make run: the embedded platform in one process (gateway on http://127.0.0.1:8080, memory:// bus, documents
+## in an embedded store under ./var/documents and files under ./var/media, both kept across restarts)
 run: $(STAMP)
 	$(PY) -m deploy.embedded
 
@@ -26,7 +27,8 @@ test-unit: $(STAMP)
 test-system: $(STAMP)
 	$(PY) -m pytest -q tests/system
 
-## make services: each service and the gateway as separate gunicorn processes against RabbitMQ on localhost
+## make services: each service and the gateway as a gunicorn process plus a worker process, against RabbitMQ on
+## localhost and one shared document store (a SecantusDB daemon under ./var/documents unless DOCUMENTS_URL is set)
 services: $(STAMP)
 	$(PY) -m deploy.services
 
@@ -43,6 +45,10 @@ dlq-list: $(STAMP)
 
 dlq-replay: $(STAMP)
 	$(PY) -m deploy.dlq replay $(QUEUE)
+
+## make reset: forget everything `make run` / `make services` kept (documents, files, keys, logs) and start clean
+reset:
+	rm -rf var
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

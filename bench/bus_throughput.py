@@ -5,13 +5,13 @@ clock starts); each variant gets a fresh exchange and queue (uuid-named), delete
 
   kit            EventBus.publish (persistent, mandatory, publisher confirms, tracing span, lock) on a fresh
                  topic exchange, consumed by a ConsumerWorker (pydantic validation of envelope + payload,
-                 idempotency check and mark in a mongomock ProcessedEvents, ack after handling)
+                 idempotency check and mark in a ProcessedEvents on the document store, ack after handling)
   raw            kombu Producer.publish (persistent, NO confirms) + a kombu Consumer acking each message
   raw+confirms   the same with the transport option confirm_publish=True (each publish waits for its confirm,
                  as the kit does): the fair baseline for the kit
 
 Two phases per variant, producer and consumer thread in ONE process (as the outbox relay and the consumers
-share a service process with mongomock):
+share the embedded run's one process):
   1. together: the consumer runs while N events are published; end-to-end = first publish -> last message
      handled/acked; publish = first publish -> last publish returned.
   2. apart: N events published with no consumer running (publish alone), then the consumer drains them
@@ -23,11 +23,13 @@ Both ends use prefetch 16 (the kit's default).
 from __future__ import annotations
 
 import argparse
+import atexit
 import socket
 import statistics
 import threading
 import time
 import uuid
+from pathlib import Path
 from datetime import datetime, timezone
 
 from kombu import Connection, Consumer, Exchange, Producer, Queue
@@ -266,8 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=2000, help="events per variant (default 2000)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="repeat the variants (order reversed every other round); medians reported (default 3)")
-    parser.add_argument("--documents-url", default="mongomock://",
-                        help="where the kit keeps idempotency marks (default mongomock://; a mongodb:// URL works too)")
+    parser.add_argument("--documents-url", default="",
+                        help="where the kit keeps idempotency marks (default: a SecantusDB daemon of its own; "
+                             "or a mongodb:// URL)")
     parser.add_argument("--dict-marks", action=argparse.BooleanOptionalAction, default=True,
                         help="a fourth variant: the kit with idempotency marks in a Python set, no document store "
                              "(default on; --no-dict-marks skips it)")
@@ -275,6 +278,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     url = rabbitmq_url()
     started = time.perf_counter()
+    if not args.documents_url:
+        import tempfile
+
+        from deploy.docstore import DocumentStoreDaemon
+
+        daemon = DocumentStoreDaemon(Path(tempfile.mkdtemp(prefix="footprint-bench-bus-")) / "documents").start()
+        atexit.register(daemon.wipe)
+        args.documents_url = daemon.url
     connect_documents("bench", args.documents_url, db_name="footprint_bench")
     init_tracing("bench")  # an SDK tracer provider as every service process has (no exporter configured)
     print(f"Machine: {machine()}")

@@ -11,12 +11,11 @@ Each student does what a real one does at the deadline: first sign-in with the i
 the required password change, sign in again, start the outcome, upload the file (X-Content-SHA256 set),
 send it for certification. ``--clients`` portals work at once.
 
-A second intake process competing on intake's queues is not part of this run: with mongomock (no MongoDB
-server exists for these machines) each process has its own in-memory documents, so two intake processes
-would each see half the world. With a real MongoDB, WEB_CONCURRENCY and deploy/worker.py run intake as many
-processes on the same queues (docker-compose.yml, k8s/intake.yaml).
+The whole run is made once per ``--intake`` count, each on a fresh platform: with ``--intake 1,2`` first one
+intake web process and one intake worker process, then two of each competing on intake's durable queues,
+every process sharing one document store (a SecantusDB daemon). The two columns are printed side by side.
 
-    .venv/bin/python -m bench.deadline_hour [--students 2000] [--clients 24] [--size 65536]
+    .venv/bin/python -m bench.deadline_hour [--students 2000] [--clients 24] [--size 65536] [--intake 1,2]
 """
 from __future__ import annotations
 
@@ -31,7 +30,6 @@ import pika
 from bench.common import print_table, summary_ms
 from bench.portfolio import Platform, run_on_platform, pdf_bytes
 from deploy.dlq import pika_parameters
-from deploy.services import rabbitmq_url
 from deploy.topology import subscriptions
 
 
@@ -40,11 +38,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--students", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=24, help="student portals working at once")
     parser.add_argument("--size", type=int, default=64 * 1024, help="bytes per uploaded PDF (default 64 KiB)")
+    parser.add_argument("--intake", default="1,2", help="intake web+worker processes per run, comma-separated")
     args = parser.parse_args(argv)
-    run_on_platform(run, args)
+    results = {}
+    for count in (int(n) for n in args.intake.split(",")):
+        print(f"\n=== intake: {count} web process(es) + {count} worker process(es) ===", flush=True)
+        results[count] = run_on_platform(run, args, web={"intake": count}, workers={"intake": count})
+    names = list(results)
+    rows = [[label, *(results[n][key] for n in names)] for label, key in (
+        ("students who finished", "finished"), ("peak wall time (s)", "peak_seconds"),
+        ("students/s", "rate"), ("upload p50 ms", "upload_p50"), ("upload p95 ms", "upload_p95"),
+        ("submit p50 ms", "submit_p50"), ("submit p95 ms", "submit_p95"),
+        ("students who could not finish", "failures"), ("outcomes submitted in intake", "submitted"),
+        ("pending in the teacher's queue", "pending"), ("objects in S3", "objects"),
+        ("sha256 not found in S3", "missing"), ("dead letters", "dead"), ("events settled after (s)", "settle_seconds"),
+        ("nothing lost", "ok"))]
+    print()
+    print_table(["", *(f"intake ×{n}" for n in names)], rows,
+                title=f"Side by side: {args.students:,} students, {args.clients} at a time")
 
 
-def run(platform: Platform, args) -> None:
+def run(platform: Platform, args) -> dict:
     admin = platform.login("admin", "footprint-demo")
     section = platform.demo_section(admin)
     t0 = time.perf_counter()
@@ -127,7 +141,7 @@ def run(platform: Platform, args) -> None:
         stored_hashes.append(digest.hexdigest())
     missing = set(expected.values()) - set(stored_hashes)
 
-    connection = pika.BlockingConnection(pika_parameters(rabbitmq_url()))
+    connection = pika.BlockingConnection(pika_parameters(platform.bus_url))
     channel = connection.channel()
     dead = {sub.queue: channel.queue_declare(f"{sub.queue}.dlq", passive=True).method.message_count
             for sub in subscriptions()}
@@ -153,6 +167,12 @@ def run(platform: Platform, args) -> None:
         print("FAILURE: " + failure)
     ok = all(found == want for _, found, want in checks)
     print("RESULT: " + ("nothing lost, every sha256 verified" if ok else "PROBLEMS: see the table above"), flush=True)
+    upload, submit = summary_ms(timings["upload"]), summary_ms(timings["submit"])
+    return {"finished": len(expected), "peak_seconds": round(peak_seconds, 1),
+            "rate": round(len(expected) / peak_seconds, 1), "upload_p50": upload["p50"], "upload_p95": upload["p95"],
+            "submit_p50": submit["p50"], "submit_p95": submit["p95"], "failures": len(failures), "submitted": submitted,
+            "pending": pending, "objects": len(stored_hashes), "missing": len(missing), "dead": sum(dead.values()),
+            "settle_seconds": round(settle_seconds, 1), "ok": "yes" if ok else "NO"}
 
 
 if __name__ == "__main__":

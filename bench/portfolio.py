@@ -81,20 +81,51 @@ class MotoS3:
         self.proc.wait(10)
 
 
+
+def wait_until(predicate, timeout: float = 120.0, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass (raises)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
 class Platform:
-    def __init__(self, *, env: dict | None = None):
+    def __init__(self, *, env: dict | None = None, web: dict | None = None, workers: dict | None = None,
+                 log_dir: str | None = None):
+        """``web``/``workers``: processes per service (e.g. ``{"intake": 2}``); one of each by default."""
         self.s3 = MotoS3()
         self.var = tempfile.mkdtemp(prefix="footprint-bench-")
-        ports = dict(zip(ORDER, free_ports(len(ORDER))))
-        self.procs = ProcessSet(ports=ports, var_dir=self.var, env={
-            **HIGH_LIMITS, "MEDIA_URL": self.s3.url, "LOG_LEVEL": "WARNING", "GUNICORN_THREADS": "32", **(env or {})})
-        self.procs.start(timeout=60)
+        self.vhost, self.procs = None, None
+        try:
+            env = dict(env or {})
+            # A RabbitMQ virtual host of its own (queues left by an earlier run, or a developer's `make services`,
+            # must not take or give events), unless the caller names the bus.
+            if "BUS_URL" not in env:
+                self.vhost = f"footprint-bench-{uuid.uuid4().hex[:8]}"
+                subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True, capture_output=True)
+                subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"],
+                               check=True, capture_output=True)
+                env["BUS_URL"] = f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
+            ports = dict(zip(ORDER, free_ports(len(ORDER))))
+            self.procs = ProcessSet(ports=ports, var_dir=self.var, web=web, workers=workers, log_dir=log_dir, env={
+                **HIGH_LIMITS, "MEDIA_URL": self.s3.url, "LOG_LEVEL": "WARNING", "GUNICORN_THREADS": "32", **env})
+            self.bus_url = self.procs.env["BUS_URL"]
+            self.procs.start(timeout=60)
+        except BaseException:
+            self.stop()  # never leave moto, a vhost or half a platform behind
+            raise
         self.gateway = self.procs.url("gateway")
         self.http = urllib3.PoolManager(maxsize=64, timeout=urllib3.Timeout(connect=5, read=120), retries=False)
 
     def stop(self):
-        self.procs.stop()
+        if self.procs:
+            self.procs.stop()
         self.s3.stop()
+        if self.vhost:
+            subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.vhost], capture_output=True)
         shutil.rmtree(self.var, ignore_errors=True)
 
     # -- HTTP as a portal would ------------------------------------------------------------------------------
@@ -115,13 +146,7 @@ class Platform:
                                                                   "password": password}).json()["access_token"]
 
     def wait(self, predicate, timeout=120.0, what="condition"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.25)
-        raise RuntimeError(f"timed out waiting for {what}")
+        return wait_until(predicate, timeout, what)
 
     def demo_section(self, admin_token) -> dict:
         def found():
@@ -152,7 +177,8 @@ class Platform:
             job = self.call("POST", "/api/v1/records/schools/999001/imports/enrolments?wait=true&dry_run=true", admin_token,
                             body=enrol.getvalue().encode(), headers={"Content-Type": "text/csv"}, expect=None)
             return job.status in (200, 201, 202) and job.json().get("report", {}).get("rejected", 1) == 0
-        self.wait(records_knows_them, what="records' user directory")
+        # Identity's user events reach records (and intake, certification) one by one: allow for the count.
+        self.wait(records_knows_them, timeout=120 + count * 0.25, what="records' user directory")
         job = self.call("POST", "/api/v1/records/schools/999001/imports/enrolments?wait=true", admin_token,
                         body=enrol.getvalue().encode(), headers={"Content-Type": "text/csv"}).json()
         assert job["report"]["rejected"] == 0, job["report"]["errors"][:3]
@@ -165,7 +191,7 @@ class Platform:
                                                                      "new_password": f"chosen-{initial}-pw"})
         return self.login(number, f"chosen-{initial}-pw")
 
-    def new_outcome(self, token, section_id, *, brief="學習成果", timeout=120.0) -> str:
+    def new_outcome(self, token, section_id, *, brief="學習成果", timeout=300.0) -> str:
         def created():
             response = self.call("POST", "/api/v1/intake/outcomes", token, expect=None,
                                  json_body={"section_id": section_id, "brief": brief})
@@ -181,18 +207,19 @@ class Platform:
                          headers={"X-File-Name": quote(name), "Content-Type": "application/octet-stream"}).json()
 
 
-def run_on_platform(run, args) -> None:
+def run_on_platform(run, args, **platform_options):
     """Start the platform, run ``run(platform, args)``, always stop it, and say how long it all took."""
     from bench.common import machine
 
     started = time.perf_counter()
-    print(f"{machine()}\nStarting every service (gunicorn, RabbitMQ) and moto's S3 server...", flush=True)
-    platform = Platform()
+    print(f"{machine()}\nStarting every service (gunicorn, RabbitMQ, the shared document store) and moto's S3 "
+          f"server...", flush=True)
+    platform = Platform(**platform_options)
     try:
-        run(platform, args)
+        return run(platform, args)
     finally:
         platform.stop()
-    print(f"Wall time {time.perf_counter() - started:.1f}s.")
+        print(f"Wall time {time.perf_counter() - started:.1f}s.")
 
 
 def peak_rss_mib(procs: ProcessSet, name: str) -> float:

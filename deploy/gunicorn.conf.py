@@ -1,8 +1,8 @@
 """Gunicorn settings for every Footprint HTTP process; tune by environment.
 
 Threads (gthread) rather than many processes: requests wait on I/O (MongoDB, RabbitMQ, object storage,
-upstream services) and a thread per in-flight upload keeps memory flat. With mongomock (no real MongoDB)
-a service must be a single process, because mongomock's data lives inside one process.
+upstream services) and a thread per in-flight upload keeps memory flat. WEB_CONCURRENCY adds processes on
+the same port (they share the document store; relays and consumers live in deploy/worker.py processes).
 """
 import os
 

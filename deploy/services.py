@@ -1,9 +1,11 @@
-"""Separate processes on one host (``make services``): each service and the gateway as its own gunicorn
-process against RabbitMQ on localhost. Also used by the system tests and benchmarks.
+"""Separate processes on one host (``make services``): for each service and the gateway a gunicorn web
+process and a worker process (outbox relay and consumers, deploy/worker.py), against RabbitMQ on localhost
+and one shared document store. Also used by the system tests and benchmarks.
 
-With mongomock (no MongoDB server here) each service is a single gunicorn process whose relay and
-consumers run inside it; point DOCUMENTS_URL at a real MongoDB to run web and worker processes apart
-(deploy/worker.py) and to scale web processes with WEB_CONCURRENCY.
+The store is DOCUMENTS_URL when set (a MongoDB), else a SecantusDB daemon this set starts under
+``<var>/documents`` and stops with it (deploy/docstore.py). ``web``/``workers`` scale a service out: web
+processes are gunicorn workers on one port (WEB_CONCURRENCY); worker processes compete on the service's
+durable queues and share its outbox relay lease.
 """
 from __future__ import annotations
 
@@ -29,18 +31,28 @@ def rabbitmq_url() -> str:
 
 class ProcessSet:
     def __init__(self, *, ports: dict[str, int] | None = None, env: dict[str, str] | None = None,
-                 var_dir: str | None = None, log_dir: str | None = None):
+                 var_dir: str | None = None, log_dir: str | None = None, web: dict[str, int] | None = None,
+                 workers: dict[str, int] | None = None):
         self.ports = {**PORTS, **(ports or {})}
         self.var_dir = var_dir or str(ROOT / "var")
         self.log_dir = Path(log_dir or Path(self.var_dir) / "logs")
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.web = web or {}
+        self.worker_counts = workers or {}
         self.env = {
-            **os.environ, "BUS_URL": rabbitmq_url(), "DOCUMENTS_URL": os.environ.get("DOCUMENTS_URL", "mongomock://"),
-            "FOOTPRINT_VAR_DIR": self.var_dir, "FOOTPRINT_SEED_DEMO": "1", "PYTHONPATH": str(ROOT),
+            **os.environ, "BUS_URL": rabbitmq_url(), "FOOTPRINT_VAR_DIR": self.var_dir, "FOOTPRINT_SEED_DEMO": "1",
+            "PYTHONPATH": str(ROOT), "FOOTPRINT_INPROC_WORKERS": "0",
             **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in self.ports.items()},
             **(env or {}),
         }
+        self.docstore = None
+        if not self.env.get("DOCUMENTS_URL"):
+            from deploy.docstore import DocumentStoreDaemon
+
+            self.docstore = DocumentStoreDaemon(Path(self.var_dir) / "documents", log_path=self.log_dir / "documents.log")
+            self.env["DOCUMENTS_URL"] = self.docstore.url
         self.procs: dict[str, subprocess.Popen] = {}
+        self.workers: dict[str, list[subprocess.Popen]] = {}
         self.logs: list = []
 
     def url(self, name: str) -> str:
@@ -55,15 +67,30 @@ class ProcessSet:
         return self
 
     def _start(self, timeout: float, names: tuple[str, ...]) -> None:
+        if self.docstore and self.docstore.proc is None:
+            self.docstore.start(timeout)
         for name in names:
             env = {**self.env, "BIND": f"127.0.0.1:{self.ports[name]}", "FOOTPRINT_PROCESS": f"footprint-{name}",
-                   "OTEL_SERVICE_NAME": name}
-            log = open(self.log_dir / f"{name}.log", "ab")
-            self.logs.append(log)
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), f"deploy.wsgi:app({name!r})"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                   "OTEL_SERVICE_NAME": name, "WEB_CONCURRENCY": str(self.web.get(name, 1))}
+            self.procs[name] = self._spawn(
+                name, [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+                       f"deploy.wsgi:app({name!r})"], env)
             self.wait_ready(name, timeout)
+            for _ in range(self.worker_counts.get(name, 1)):
+                self.start_worker(name)
+
+    def _spawn(self, log_name: str, command: list[str], env: dict) -> subprocess.Popen:
+        log = open(self.log_dir / f"{log_name}.log", "ab")
+        self.logs.append(log)
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_worker(self, name: str) -> subprocess.Popen:
+        """One more worker process of ``name`` (relay + consumers); returns it (tests kill -9 it)."""
+        env = {**self.env, "FOOTPRINT_PROCESS": f"footprint-{name}-worker", "OTEL_SERVICE_NAME": name,
+               "FOOTPRINT_SEED_DEMO": "0"}
+        proc = self._spawn(f"{name}-worker", [sys.executable, "-m", "deploy.worker", name], env)
+        self.workers.setdefault(name, []).append(proc)
+        return proc
 
     def wait_ready(self, name: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -79,16 +106,23 @@ class ProcessSet:
             time.sleep(0.2)
         raise RuntimeError(f"{name} not ready after {timeout}s; see {self.log_dir / (name + '.log')}")
 
+    def all_processes(self) -> list[subprocess.Popen]:
+        return [*self.procs.values(), *(proc for procs in self.workers.values() for proc in procs)]
+
     def stop(self) -> None:
-        for proc in self.procs.values():
+        processes = self.all_processes()
+        for proc in processes:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs.values():
+        for proc in processes:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
+        self.workers.clear()
+        if self.docstore:
+            self.docstore.stop()
         for log in self.logs:
             log.close()
         self.logs.clear()
@@ -120,8 +154,9 @@ def _interrupt(signum, frame):
 def main() -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` or a supervisor stops the children as Ctrl-C does
     processes = ProcessSet().start()
-    print(f"Footprint services up: {', '.join(f'{n} {processes.url(n)}' for n in ORDER)} "
-          f"(RabbitMQ {rabbitmq_url()}; logs in {processes.log_dir}). Demo accounts as in `make run`. Ctrl-C stops.",
+    print(f"Footprint services up: {', '.join(f'{n} {processes.url(n)}' for n in ORDER)}, each with a worker process "
+          f"(RabbitMQ {rabbitmq_url()}; documents {processes.env['DOCUMENTS_URL']}; logs in {processes.log_dir}). "
+          f"Demo accounts as in `make run`. Ctrl-C stops.",
           flush=True)
     try:
         signal.pause()

@@ -1,7 +1,8 @@
 """A service's background process: outbox relay and consumers, without the web app.
 
-Used with a real MongoDB, where web and worker processes share the documents:
-``python -m deploy.worker identity``. (With mongomock they run inside the web process instead.)
+Wherever the document store is shared (MongoDB; the SecantusDB daemon in `make services` and the system
+tests): ``python -m deploy.worker identity``. Several may run per service: they compete on its durable
+queues and take turns at its outbox relay by lease. (The one-process embedded run keeps them inside.)
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
+import pymongo.errors
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from pydantic import ValidationError
 
@@ -168,10 +169,8 @@ class ProcessedEvents:
 
     def __init__(self, database):
         self.collection = database["processed_events"]
-        # MongoDB drops old marks itself. (mongomock emulates TTL by scanning every document on every access,
-        # so the short-lived embedded run and the tests keep their marks instead.)
-        if not type(database.client).__module__.startswith("mongomock"):
-            self.collection.create_index("at", expireAfterSeconds=self.RETENTION_DAYS * 24 * 3600)
+        # The store drops old marks itself.
+        self.collection.create_index("at", expireAfterSeconds=self.RETENTION_DAYS * 24 * 3600)
 
     def seen(self, queue: str, event_id: str) -> bool:
         return self.collection.find_one({"_id": f"{queue}:{event_id}"}, {"_id": 1}) is not None
@@ -283,6 +282,7 @@ class ConsumerWorker(threading.Thread):
                 current.set_attribute("footprint.outcome", "duplicate")
                 message.ack()
                 return
+            store_wait = 0.5
             while True:
                 try:
                     self.sub.handler(envelope, payload)
@@ -291,6 +291,13 @@ class ConsumerWorker(threading.Thread):
                     self.handled += 1
                     message.ack()
                     return
+                except pymongo.errors.ConnectionFailure as exc:
+                    # The document store is down (restarting, failing over), not the message: wait for it
+                    # without spending the message's retries, so an outage never dead-letters good events.
+                    log.warning("handler %s waits for the document store (%s)", self.sub.queue, exc)
+                    if self._halt.wait(store_wait):
+                        return  # shutting down: leave unacked, it is redelivered
+                    store_wait = min(store_wait * 2, 5.0)
                 except Exception as exc:
                     log.warning("handler %s failed on %s (try %d): %s", self.sub.queue, envelope.id, retries + 1, exc)
                     if retries >= self.sub.max_retries:

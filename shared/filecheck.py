@@ -121,18 +121,19 @@ class Inspector:
             self.head += chunk[:WINDOW - len(self.head)]
         if undecided and len(self.head) >= 16:
             self._decide()
-        self.tail = (self.tail + chunk)[-WINDOW:]
-        scan = self._carry + chunk
+        # No copies of whole chunks: the scans look at the chunk and at the seam with the previous one.
+        self.tail = chunk[-WINDOW:] if len(chunk) >= WINDOW else (self.tail + chunk)[-WINDOW:]
         if self.kind is None or self.kind[0] == DOCUMENT:
-            if b"/Encrypt" in scan:
+            seam = self._carry + chunk[:16]
+            if b"/Encrypt" in chunk or b"/Encrypt" in seam:
                 self.encrypted = True
-            if not self.foreign and _MARKUP.search(scan):
+            if not self.foreign and (_MARKUP.search(chunk) or _MARKUP.search(seam)):
                 self.foreign = True
-        self._carry = scan[-16:]
+            self._carry = chunk[-16:] if len(chunk) >= 16 else (self._carry + chunk)[-16:]
         if self.kind is not None and self.kind[2] == "mp4":
-            data, base = (before + chunk, 0) if undecided else (self._mp4_carry + chunk, offset - len(self._mp4_carry))
-            self._walk_mp4(base, data)
-            self._mp4_carry = data[-16:]
+            carry, base = (before, 0) if undecided else (self._mp4_carry, offset - len(self._mp4_carry))
+            self._walk_mp4(base, carry, chunk)
+            self._mp4_carry = chunk[-16:] if len(chunk) >= 16 else (carry + chunk)[-16:]
 
     def _decide(self) -> None:
         if self.head.startswith(_EXECUTABLE):
@@ -144,19 +145,27 @@ class Inspector:
         if self.size > self.limit:
             raise DomainError("file_too_large", f"at most {self.limit} bytes")
 
-    def _walk_mp4(self, base: int, data: bytes) -> None:
-        """Follow top-level box headers (size, type) through ``data``, which starts at file offset ``base``."""
-        end = base + len(data)
+    def _walk_mp4(self, base: int, carry: bytes, chunk: bytes) -> None:
+        """Follow top-level box headers (size, type) through ``carry`` + ``chunk``; ``carry`` (the last bytes
+        before the chunk) starts at file offset ``base``."""
+        start = base + len(carry)  # file offset of chunk[0]
+        end = start + len(chunk)
+
+        def read(at: int, n: int) -> bytes:
+            if at >= start:
+                return chunk[at - start:at - start + n]
+            return (carry[at - base:] + chunk[:n])[:n]
+
         while not self._mp4_bad and self._mp4_next + 8 <= end:
-            at = self._mp4_next - base
-            if at < 0:
+            at = self._mp4_next
+            if at < base:
                 self._mp4_bad = True
                 break
-            size, box = struct.unpack(">I4s", data[at:at + 8])
+            size, box = struct.unpack(">I4s", read(at, 8))
             if size == 1:  # 64-bit size follows
-                if self._mp4_next + 16 > end:
+                if at + 16 > end:
                     break
-                size = struct.unpack(">Q", data[at + 8:at + 16])[0]
+                size = struct.unpack(">Q", read(at + 8, 8))[0]
             if size < 8 or not box.isascii():
                 self._mp4_bad = True
                 break

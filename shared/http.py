@@ -17,6 +17,7 @@ import uuid
 from typing import Any, Callable
 
 import mongoengine
+import pymongo.errors
 from flask import Blueprint, Flask, Response, g, request
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
@@ -172,6 +173,13 @@ def _install_error_handlers(app: Flask) -> None:
         # A document that fails its own schema: the input got past the API models; still the caller's 4xx.
         errors = [field_error(name, "invalid", str(err), f"欄位 {name} 不正確") for name, err in (exc.errors or {}).items()]
         return problem_response("validation_failed", str(exc.message)[:300], errors=errors)
+
+    @app.errorhandler(pymongo.errors.ConnectionFailure)  # AutoReconnect, NetworkTimeout, ServerSelectionTimeout
+    def on_documents_down(exc):
+        # The store is restarting or unreachable: nothing was half-written (every change is one document
+        # write), so the caller may simply retry. The driver reconnects by itself once it is back.
+        log.warning("document store unavailable on %s %s: %s", request.method, request.path, exc)
+        return problem_response("documents_unavailable", headers={"Retry-After": "2"})
 
     @app.errorhandler(HTTPException)
     def on_http_error(exc: HTTPException):

@@ -37,6 +37,17 @@ def user_directory(alias: str) -> type[Document]:
     return type(f"{alias.title().replace('_', '')}DirectoryUser", (Document,), fields)
 
 
+def unless_newer(key: str, occurred_at, **match) -> dict:
+    """The filter of an idempotent projection upsert: the record ``key`` unless it came from a newer event.
+
+    ``$not: {$gt}`` matches both an older ``event_at`` and none at all, in one condition beside the ``_id``
+    equality, so the write goes straight to the document by ``_id``. (The same rule as an ``$or`` of
+    ``$lte``/``$exists``, but an ``$or`` next to ``_id`` made SecantusDB scan the collection on every event:
+    40 ms per event at 5,000 users, and growing.)
+    """
+    return {"_id": key, **match, "event_at": {"$not": {"$gt": occurred_at}}}
+
+
 def apply_user_event(model: type[Document], envelope: Envelope, payload) -> None:
     if isinstance(payload, (UserCreated, UserUpdated)):
         student = payload.student
@@ -50,10 +61,8 @@ def apply_user_event(model: type[Document], envelope: Envelope, payload) -> None
     else:
         return
     collection = model._get_collection()
-    newer_or_absent = {"_id": payload.user_id, "$or": [{"event_at": {"$lte": envelope.occurred_at}},
-                                                       {"event_at": {"$exists": False}}]}
     try:
-        collection.update_one(newer_or_absent, {"$set": values}, upsert=True)
+        collection.update_one(unless_newer(payload.user_id, envelope.occurred_at), {"$set": values}, upsert=True)
     except DuplicateKeyError:
         pass  # the stored record is newer than this event: nothing to do
 

@@ -40,7 +40,7 @@ class Runtime:
     def __init__(self, spec: ServiceSpec, settings: Settings, *, verifier: TokenVerifier | None = None):
         self.spec = spec
         self.settings = settings
-        connect_documents(spec.name, settings.documents_url)
+        connect_documents(spec.name, settings.documents_url, db_name=f"{settings.documents_prefix}_{spec.name}")
         self.bus = EventBus(settings.bus_url, spec.name)
         self.relay = OutboxRelay(self.bus, spec.aggregates, poll_seconds=settings.relay_poll_seconds)
         self.verifier = verifier or TokenVerifier(jwks_url=settings.jwks_url)

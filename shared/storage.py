@@ -6,19 +6,25 @@ the store kept exactly those bytes (S3: the ETag against an MD5 computed on the 
 before an atomic rename) or raises. A key becomes
 visible to users only when the owning service records it after the upload was complete and verified, so a
 failed upload is never half-visible; an object whose upload failed verification is deleted.
+
+Direct uploads (S3 only): ``presign_put`` signs a PUT that a client sends straight to the store, for one
+key, one length and one sha256, create-only (``If-None-Match: *``): the owning service then reads the object
+back (``fetch``), checks it and only then records it. The disk store has no such URL (``presign_put`` is None).
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import logging
 import os
 import re
 import shutil
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
-from urllib.parse import unquote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
 log = logging.getLogger("footprint.storage")
 CHUNK = 256 * 1024
@@ -26,6 +32,34 @@ CHUNK = 256 * 1024
 
 class StorageError(Exception):
     pass
+
+
+class MissingObject(StorageError):
+    """The store answered and has no object under that key."""
+
+
+class Fetched:
+    """A stored object being read: its size as the store reports it, then its bytes in chunks. Close it (or use
+    it as a context manager) to give the connection back."""
+
+    def __init__(self, size: int, chunks: Iterator[bytes], close=None):
+        self.size = size
+        self._chunks = chunks
+        self._close = close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    def __enter__(self) -> "Fetched":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class FileMediaStore:
@@ -73,6 +107,22 @@ class FileMediaStore:
 
         return read()
 
+    def fetch(self, key: str) -> Fetched:
+        path = self._path(key)
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError as exc:
+            raise MissingObject(f"missing object {key}") from exc
+
+        def read() -> Iterator[bytes]:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+        return Fetched(os.fstat(f.fileno()).st_size, read(), f.close)
+
+    def presign_put(self, key: str, *, length: int, sha256: str, expires: int) -> None:
+        return None  # no URL reaches a directory: clients upload through the owning service
+
     def size(self, key: str) -> int | None:
         path = self._path(key)
         return path.stat().st_size if path.exists() else None
@@ -114,6 +164,8 @@ class S3MediaStore:
         public = urlparse(public_endpoint) if public_endpoint else None
         self.public = Minio(public.netloc, access_key=access_key, secret_key=secret_key, secure=public.scheme == "https",
                             region=region, http_client=http_client) if public else self.client
+        self._signing = (f"{public.scheme}://{public.netloc}" if public else f"{'https' if secure else 'http'}://{endpoint}",
+                         access_key, secret_key, region)
         self.http = urllib3.PoolManager(maxsize=64, retries=False, timeout=urllib3.Timeout(connect=2, read=60),
                                         blocksize=CHUNK)
         self._ready = False
@@ -164,6 +216,37 @@ class S3MediaStore:
 
         return read()
 
+    def fetch(self, key: str) -> Fetched:
+        """The object as stored, streamed (CHUNK at a time, never whole in memory); MissingObject if absent."""
+        from minio.error import S3Error
+
+        try:
+            response = self.client.get_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject"):
+                raise MissingObject(f"missing object {key}") from exc
+            raise StorageError(f"GET {key}: {exc}") from exc
+        except Exception as exc:
+            raise StorageError(f"GET {key}: {type(exc).__name__}: {exc}") from exc
+
+        def close() -> None:
+            response.close()
+            response.release_conn()
+
+        return Fetched(int(response.headers.get("Content-Length", "-1")), response.stream(CHUNK), close)
+
+    def presign_put(self, key: str, *, length: int, sha256: str, expires: int) -> tuple[str, dict[str, str]]:
+        """A presigned PUT (SigV4, query-string auth, signed for the public endpoint) and the headers the client
+        must send with it. Signed headers, so S3/MinIO refuse the request if any differs or is missing:
+        ``Content-Length`` (exactly the declared size), ``If-None-Match: *`` (create-only: once the object
+        exists the URL cannot replace it, so what was verified stays what is stored) and
+        ``x-amz-checksum-sha256`` (the store refuses bytes with another sha256; the owning service still hashes
+        every byte itself when it verifies)."""
+        self._ensure_bucket()
+        headers = {"Content-Length": str(length), "If-None-Match": "*",
+                   "x-amz-checksum-sha256": base64.b64encode(bytes.fromhex(sha256)).decode()}
+        return presign_v4_put(*self._signing, bucket=self.bucket, key=key, headers=headers, expires=expires), headers
+
     def size(self, key: str) -> int | None:
         try:
             return self.client.stat_object(self.bucket, key).size
@@ -211,6 +294,34 @@ class _Counting:
         else:
             data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
+
+
+def _uri(value: str, *, safe: str = "") -> str:
+    return quote(value, safe="-_.~" + safe)
+
+
+def presign_v4_put(base: str, access_key: str, secret_key: str, region: str, *, bucket: str, key: str,
+                   headers: dict[str, str], expires: int, at: datetime | None = None) -> str:
+    """AWS Signature V4 in the query string (path-style ``base/bucket/key``) for a PUT whose ``headers`` are
+    signed along with the host. (The minio SDK presigns with the host as the only signed header.)"""
+    at = (at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    amz_date, day = at.strftime("%Y%m%dT%H%M%SZ"), at.strftime("%Y%m%d")
+    parsed = urlparse(base)
+    scope = f"{day}/{region}/s3/aws4_request"
+    signed = {"host": parsed.netloc, **{name.lower(): " ".join(str(value).split()) for name, value in headers.items()}}
+    names = ";".join(sorted(signed))
+    path = f"/{_uri(bucket)}/{_uri(key, safe='/')}"
+    query = {"X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Credential": f"{access_key}/{scope}",
+             "X-Amz-Date": amz_date, "X-Amz-Expires": str(int(expires)), "X-Amz-SignedHeaders": names}
+    canonical_query = "&".join(f"{_uri(k)}={_uri(v)}" for k, v in sorted(query.items()))
+    canonical = "\n".join(["PUT", path, canonical_query, "".join(f"{k}:{signed[k]}\n" for k in sorted(signed)), names,
+                           "UNSIGNED-PAYLOAD"])
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    signing_key = f"AWS4{secret_key}".encode()
+    for part in (day, region, "s3", "aws4_request"):
+        signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"{parsed.scheme}://{parsed.netloc}{path}?{canonical_query}&X-Amz-Signature={signature}"
 
 
 def verified_read(chunks: Iterator[bytes], size: int, sha256: str, on_error) -> Iterator[bytes]:

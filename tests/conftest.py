@@ -1,6 +1,13 @@
-"""Shared fixtures: fresh in-memory documents per test, the identity service in-process, tokens."""
+"""Shared fixtures: one real document store for the suite (its databases fresh per test), the identity
+service in-process, tokens.
+
+No mongomock: every service test and system test talks to the SecantusDB daemon the suite starts
+(deploy/docstore.py) over the MongoDB wire protocol, so unique indexes, atomic updates and concurrency
+behave as on MongoDB.
+"""
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -38,9 +45,51 @@ def rabbitmq() -> str:
     return "amqp://guest:guest@127.0.0.1:5672//"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def docstore(tmp_path_factory):
+    """The suite's document store: one SecantusDB daemon on a free port and a data directory of its own."""
+    from deploy.docstore import DocumentStoreDaemon
+
+    root = tmp_path_factory.mktemp("docstore")
+    daemon = DocumentStoreDaemon(root / "data", log_path=root / "docstore.log").start()
+    os.environ["FOOTPRINT_TEST_DOCUMENTS_URL"] = daemon.url
+    yield daemon
+    daemon.stop()
+
+
+_handed_out: list[str] = []
+
+
+def test_documents(*, for_module: bool = False) -> dict:
+    """Settings fields that give a runtime databases of its own on the suite's store: dropped after the test,
+    or, ``for_module``, kept for a module- or session-scoped fixture (the store's directory goes with the run)."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    if not for_module:
+        _handed_out.append(prefix)
+    return {"documents_url": os.environ["FOOTPRINT_TEST_DOCUMENTS_URL"], "documents_prefix": prefix}
+
+
+test_documents.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(autouse=True)
+def drop_test_databases(docstore):
+    yield
+    if not _handed_out:
+        return
+    import pymongo
+
+    prefixes = tuple(f"{p}_" for p in _handed_out)
+    _handed_out.clear()
+    with pymongo.MongoClient(docstore.url) as client:
+        for name in client.list_database_names():
+            if name.startswith(prefixes):
+                client.drop_database(name)
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(service="identity", bus_url="memory://", documents_url="mongomock://", var_dir=tmp_path,
+    return Settings(service="identity", bus_url="memory://", **test_documents(), var_dir=tmp_path,
                     relay_poll_seconds=0.05, consumer_backoff_ms=10, consumer_max_retries=2)
 
 

@@ -30,6 +30,7 @@ from shared.auth import Principal
 from shared.errors import DomainError, field_error
 from shared.events import Envelope, OutcomeSubmitted, SectionFacts
 from shared.outbox import save_with_events
+from shared.projections import unless_newer
 
 from . import events
 from .models import AuditEntry, Certification, DirectoryUser, OutcomeFile, Section, Substitute, now
@@ -68,10 +69,9 @@ def apply_section_event(envelope: Envelope, payload: SectionFacts) -> None:
     values = {"school": payload.school, "term": payload.term, "course_code": payload.course_code,
               "subject_name": payload.subject_name, "section_name": payload.section_name,
               "teacher_ids": list(payload.teacher_ids), "event_at": envelope.occurred_at}
-    newer_or_absent = {"_id": payload.section_id, "school": payload.school,
-                       "$or": [{"event_at": {"$lte": envelope.occurred_at}}, {"event_at": {"$exists": False}}]}
     try:
-        Section._get_collection().update_one(newer_or_absent, {"$set": values}, upsert=True)
+        Section._get_collection().update_one(unless_newer(payload.section_id, envelope.occurred_at, school=payload.school),
+                                             {"$set": values}, upsert=True)
     except DuplicateKeyError:
         pass  # the stored section is newer (or of another school): nothing to do
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import jwt
 from mongoengine.errors import NotUniqueError
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from shared.auth import ALGORITHM, AUDIENCE, ISSUER, STAFF_ROLES, Principal
 from shared.errors import DomainError
@@ -81,6 +82,23 @@ def _tenant(code: str) -> tuple[str | None, str | None]:
     return None, code
 
 
+def _count_attempt(throttle, key: str, moment) -> dict:
+    """One more attempt on ``key``, atomically. The counter is created first (an upsert that counts nothing,
+    where two racing creators may collide on the key: harmless), then incremented without upsert: an upsert
+    that increments cannot tell a lost race (nothing returned) from a counted attempt, a plain increment can —
+    nothing returned means nothing matched (a success just deleted the counter), so trying again is exact."""
+    for _ in range(5):
+        try:
+            throttle.update_one({"_id": key}, {"$setOnInsert": {"failures": 0, "updated_at": moment}}, upsert=True)
+        except DuplicateKeyError:
+            pass  # another attempt created it a moment ago
+        state = throttle.find_one_and_update({"_id": key}, {"$inc": {"failures": 1}, "$set": {"updated_at": moment}},
+                                             return_document=ReturnDocument.AFTER)
+        if state is not None:
+            return state
+    raise DomainError("conflict", "too many simultaneous sign-in attempts; retry")
+
+
 def login(identity: Identity, tenant: str, username: str, password: str) -> dict:
     school, city = _tenant(tenant)
     username = username.strip()
@@ -89,8 +107,7 @@ def login(identity: Identity, tenant: str, username: str, password: str) -> dict
     moment = now()
     # Count the attempt before checking the password, atomically: concurrent guesses cannot all read the same
     # count, so at most MAX_FAILURES passwords are ever tried per lock window (unknown usernames alike).
-    state = throttle.find_one_and_update({"_id": key}, {"$inc": {"failures": 1}, "$set": {"updated_at": moment}},
-                                         upsert=True, return_document=ReturnDocument.AFTER)
+    state = _count_attempt(throttle, key, moment)
     locked_until = _utc(state.get("locked_until"))
     if locked_until is None and state["failures"] > MAX_FAILURES:
         locked_until = moment + timedelta(minutes=LOCK_MINUTES)

@@ -50,12 +50,16 @@ def _secret_file(var_dir: Path, name: str, make: callable) -> bytes:
     path = var_dir / "keys" / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = make()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
+        tmp = path.with_name(f"{name}.{os.getpid()}.tmp")
+        tmp.write_bytes(make())
         os.chmod(tmp, 0o600)
-        tmp.replace(path)
-        log.warning("generated development secret %s (set it by environment in production)", path)
+        try:
+            os.link(tmp, path)  # fails if another process made it first: every process then reads the same key
+            log.warning("generated development secret %s (set it by environment in production)", path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_bytes()
 
 

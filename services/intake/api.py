@@ -98,6 +98,43 @@ def file_out(record: FileRecord) -> dict:
                    submitted_in=record.submitted_in).model_dump(mode="json")
 
 
+class DirectUploadIn(Body):
+    """Start a direct upload: the client then PUTs the bytes to ``url`` with ``headers`` and calls complete."""
+
+    name: str = Field(min_length=1, max_length=255, description="the file's name as the student sees it")
+    size: int = Field(ge=0, le=1 << 40, description="exactly the number of bytes that will be PUT")
+    sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$", description="sha256 of those bytes (hex), checked by the store "
+                                                                    "and again by intake")
+    kind: Literal["document", "media"] = Field(description="document: PDF/JPG/PNG (4 MiB); media: MP3/MP4 (10 MiB)")
+    upload_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$",
+                                   description="idempotency key, as in PUT …/files/<upload_key>; default: a new one")
+
+
+class DirectUploadOut(BaseModel):
+    upload_id: str | None = Field(description="null when the upload key already holds this file (see file)")
+    state: Literal["pending", "completed"]
+    direct: bool = Field(description="true: PUT the bytes to url; the disk store answers 409 "
+                                     "direct_upload_unavailable instead (use PUT …/files/<key>)")
+    method: Literal["PUT"] | None
+    url: str | None = Field(description="presigned PUT to the media store, create-only")
+    headers: dict[str, str] = Field(description="send exactly these headers with the PUT (they are signed)")
+    expires_in: int | None = Field(description="seconds until the store refuses the PUT")
+    expires_at: datetime | None
+    complete_url: str | None = Field(description="POST here (no body) once the PUT succeeded")
+    file: FileOut | None = Field(description="the recorded file, when the upload key already holds it")
+
+
+def direct_upload_out(start: domain.DirectStart) -> dict:
+    if start.upload is None:
+        return DirectUploadOut(upload_id=None, state="completed", direct=True, method=None, url=None, headers={},
+                               expires_in=None, expires_at=None, complete_url=None,
+                               file=file_out(start.file)).model_dump(mode="json")
+    upload = start.upload
+    return DirectUploadOut(upload_id=upload.id, state="pending", direct=True, method="PUT", url=start.url,
+                           headers=start.headers, expires_in=domain.DIRECT_URL_SECONDS, expires_at=upload.expires_at,
+                           complete_url=f"{PREFIX}/uploads/{upload.id}/complete", file=None).model_dump(mode="json")
+
+
 # ---- outcomes --------------------------------------------------------------------------------------------
 
 class OutcomeIn(Body):
@@ -353,6 +390,13 @@ def install(app, runtime) -> None:
     def upload_outcome_file(outcome_id, upload_key):
         return _upload(Outcome, outcome_id, upload_key)
 
+    @api.route("POST", f"{PREFIX}/outcomes/<outcome_id>/uploads",
+               summary="Start a direct upload to the media store (presigned PUT, verified on complete)",
+               body=DirectUploadIn, response=DirectUploadOut, status=201, tags=["intake-files"])
+    @require_auth("student")
+    def start_outcome_upload(outcome_id):
+        return _start_direct(Outcome, outcome_id)
+
     # -- performances ---------------------------------------------------------------------------------------
     @api.route("GET", f"{PREFIX}/performances", summary="Diverse performances the caller may see",
                query=PerformanceQuery, response=PerformanceList, tags=["intake-performances"])
@@ -401,7 +445,24 @@ def install(app, runtime) -> None:
     def upload_performance_file(performance_id, upload_key):
         return _upload(Performance, performance_id, upload_key)
 
+    @api.route("POST", f"{PREFIX}/performances/<performance_id>/uploads",
+               summary="Start a direct upload to the media store (as for outcomes)", body=DirectUploadIn,
+               response=DirectUploadOut, status=201, tags=["intake-files"])
+    @require_auth("student")
+    def start_performance_upload(performance_id):
+        return _start_direct(Performance, performance_id)
+
     # -- files ----------------------------------------------------------------------------------------------
+    @api.route("POST", f"{PREFIX}/uploads/<upload_id>/complete",
+               summary="Finish a direct upload: intake reads the stored bytes back and checks type, size and sha256; "
+                       "only then is the file on the item (201; 200 when completed before)",
+               response=FileOut, status=201, tags=["intake-files"])
+    @require_auth("student")
+    def complete_upload(upload_id):
+        record, created = domain.complete_direct_upload(intake, current_principal(), upload_id)
+        headers = {"Location": f"{PREFIX}/files/{record.file_id}", "X-Content-SHA256": record.sha256}
+        return json_response(file_out(record), 201 if created else 200, headers=headers)
+
     @api.route("GET", f"{PREFIX}/files/<file_id>",
                summary="Download a file (streamed; X-Content-SHA256 carries its checksum)", tags=["intake-files"])
     @require_auth()
@@ -438,6 +499,15 @@ def install(app, runtime) -> None:
         item, _ = domain.find_file(current_principal(), file_id)
         domain.remove_file(intake, current_principal(), type(item), item.id, file_id)
         return Response(status=204)
+
+    def _start_direct(model: type[Item], item_id: str):
+        body = read_json(DirectUploadIn)
+        start = domain.start_direct_upload(intake, current_principal(), model, item_id, name=body.name, size=body.size,
+                                           sha256=body.sha256, kind=body.kind, upload_key=body.upload_key)
+        if start.upload is None:
+            return json_response(direct_upload_out(start), 200,
+                                 headers={"Location": f"{PREFIX}/files/{start.file.file_id}"})
+        return json_response(direct_upload_out(start), 201, headers={"Cache-Control": "private, no-store"})
 
     def _upload(model: type[Item], item_id: str, upload_key: str):
         record, created = domain.receive_file(

@@ -14,6 +14,7 @@ from deploy import dlq
 from shared.bus import ConsumerWorker, EventBus, ProcessedEvents, PublishError, Subscription, events_exchange
 from shared.documents import connect_documents, database
 from shared.events import UserDeactivated, make_event
+from tests.conftest import test_documents
 
 
 def event(user_id="u1"):
@@ -29,7 +30,8 @@ class Harness:
         self.tag = uuid.uuid4().hex[:8]
         self.exchange = events_exchange(f"test.events.{self.tag}")
         self.queue = f"test-{self.tag}.consumer"
-        connect_documents(f"bus{self.tag}", "mongomock://")
+        documents = test_documents()
+        connect_documents(f"bus{self.tag}", documents["documents_url"], db_name=f"{documents['documents_prefix']}_bus")
         self.processed = ProcessedEvents(database(f"bus{self.tag}"))
         self.sub = Subscription(queue=self.queue, event_types=["identity.user.deactivated.v1"], handler=handler,
                                 max_retries=max_retries, backoff_ms=backoff_ms, exchange=self.exchange)

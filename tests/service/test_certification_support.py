@@ -1,4 +1,4 @@
-"""The certification service in-process for its tests: a runtime on mongomock + memory://, test tokens, and a
+"""The certification service in-process for its tests: a runtime on the suite's document store + memory://, test tokens, and a
 small world of two schools fed through the service's own consumer handlers (no identity/records/intake needed).
 
 Imported by the test_certification_* modules (pytest finds no tests here)."""
@@ -12,6 +12,7 @@ import pytest
 from shared.config import Settings
 from shared.events import (OutcomeSubmitted, SectionCreated, SectionUpdated, StoredFile, StudentFacts, UserCreated,
                            make_event, parse_event)
+from tests.conftest import test_documents
 from tests.tokens import TestTokens
 
 A, B = "999001", "999002"
@@ -152,7 +153,7 @@ def world(tmp_path):
     from services.certification.app import create_runtime
 
     tokens = TestTokens()
-    runtime = create_runtime(Settings(service="certification", bus_url="memory://", documents_url="mongomock://",
+    runtime = create_runtime(Settings(service="certification", bus_url="memory://", **test_documents(),
                                       var_dir=tmp_path, relay_poll_seconds=0.05, consumer_backoff_ms=10,
                                       consumer_max_retries=2))
     runtime.verifier = tokens.verifier

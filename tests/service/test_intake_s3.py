@@ -12,25 +12,8 @@ from services.intake.domain import CHUNK  # the size intake reads a body in
 import requests
 
 from tests.conftest import free_port
-from tests.service.test_intake_support import (MiB, StreamBody, make_world, mp4_chunks, pdf, png, problem_of, sha)
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"testing:testing@127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_world(tmp_path, s3_endpoint):
-    world = make_world(tmp_path, media_url=f"s3://{s3_endpoint}/intake-{uuid.uuid4().hex[:12]}")
-    yield world
-    world.runtime.stop_workers()
+from tests.service.test_intake_support import (MiB, StreamBody, make_world, mp4_chunks, pdf, png, problem_of, sha,
+                                              s3_endpoint, s3_world)  # noqa: F401 (fixtures)
 
 
 def bucket_objects(world) -> dict[str, bytes]:

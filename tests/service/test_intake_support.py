@@ -1,13 +1,14 @@
 """Kit for the intake tests (no tests here): a school world fed by events, tokens, small valid files, streamed
 bodies that count what the service consumed, and looks into the media store.
 
-The intake service runs in-process on the memory:// bus, mongomock and a media store on disk; projections are
+The intake service runs in-process on the memory:// bus, the suite's document store and a media store on disk; projections are
 fed through the real consumer handlers with catalogue-validated events.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 from shared.events import (EnrolmentCreated, EnrolmentWithdrawn, OutcomeCertified, OutcomeReturned, SectionCreated,
                            SectionFacts, StudentFacts, UserCreated, make_event, parse_event)
 from tests.files import jpeg, mp3, mp4, mp4_chunks, pdf, png  # noqa: F401 (the intake tests import them from here)
+from tests.conftest import free_port, test_documents
 from tests.tokens import TestTokens
 
 A, B = "999001", "999002"
@@ -270,7 +272,7 @@ def make_world(tmp_path, media_url: str | None = None) -> World:
     from services.intake.app import create_runtime
 
     media = tmp_path / "media"
-    settings = Settings(service="intake", bus_url="memory://", documents_url="mongomock://", var_dir=tmp_path,
+    settings = Settings(service="intake", bus_url="memory://", **test_documents(), var_dir=tmp_path,
                         media_url=media_url or f"file://{media}", relay_poll_seconds=0.05, consumer_backoff_ms=10,
                         consumer_max_retries=2)
     runtime = create_runtime(settings)
@@ -291,5 +293,24 @@ def make_world(tmp_path, media_url: str | None = None) -> World:
 @pytest.fixture
 def world(tmp_path):
     world = make_world(tmp_path)
+    yield world
+    world.runtime.stop_workers()
+
+
+# ---- an S3 media store over real HTTP (moto), for the tests of the S3 paths -------------------------------
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"testing:testing@127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_world(tmp_path, s3_endpoint):
+    world = make_world(tmp_path, media_url=f"s3://{s3_endpoint}/intake-{uuid.uuid4().hex[:12]}")
     yield world
     world.runtime.stop_workers()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from tests.conftest import test_documents
 from tests.service.test_records_support import (COURSE, base, client, created, deactivated, directory_handler, feed,  # noqa: F401
                                                 h, outbox_events, problem_of, records, uid, updated)
 
@@ -53,7 +54,8 @@ def test_the_consumer_skips_a_redelivered_event(records):
     records.bus.publish(envelope)            # the same event id again (at-least-once delivery)
     records.bus.publish(sentinel)            # published last: when it is applied, the duplicate was seen
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _entry(uid("counsellor2"))["display_name"] != "哨兵":
+    # Wait on the worker's own count as well: the sentinel's effect lands a moment before it is counted.
+    while time.monotonic() < deadline and (_entry(uid("counsellor2"))["display_name"] != "哨兵" or worker.handled < 2):
         time.sleep(0.02)
     assert _entry(uid("counsellor2"))["display_name"] == "哨兵"
     assert _entry(uid("teacher02"))["display_name"] == "第一次"
@@ -82,7 +84,7 @@ def test_seed_demo_waits_for_the_directory_then_seeds_once(tmp_path):
     from services.records.models import Enrolment, Section, Term
     from shared.config import Settings
 
-    runtime = create_runtime(Settings(service="records", media_url=f"file://{tmp_path}/media", var_dir=tmp_path))
+    runtime = create_runtime(Settings(service="records", **test_documents(), media_url=f"file://{tmp_path}/media", var_dir=tmp_path))
     try:
         assert domain.seed_demo(runtime, timeout=10, poll=0.02) is None
         thread = runtime.state["seed_thread"]
@@ -118,7 +120,7 @@ def test_seed_demo_gives_up_quietly_without_identity(tmp_path):
     from services.records.models import Section
     from shared.config import Settings
 
-    runtime = create_runtime(Settings(service="records", media_url=f"file://{tmp_path}/media", var_dir=tmp_path))
+    runtime = create_runtime(Settings(service="records", **test_documents(), media_url=f"file://{tmp_path}/media", var_dir=tmp_path))
     domain.seed_demo(runtime, timeout=0.1, poll=0.02)
     runtime.state["seed_thread"].join(2)
     assert not runtime.state["seed_thread"].is_alive() and Section.objects.count() == 0

@@ -12,6 +12,7 @@ import pytest
 from shared.config import Settings
 from shared.events import StudentFacts, UserCreated, UserDeactivated, UserUpdated, make_event, parse_event
 from tests.files import pdf, png  # noqa: F401 (used by the records tests through this module)
+from tests.conftest import test_documents
 from tests.tokens import TestTokens
 
 TOKENS = TestTokens()
@@ -143,7 +144,7 @@ def outbox_events(model, **filters) -> list[dict]:
 def records(tmp_path):
     from services.records.app import create_runtime
 
-    settings = Settings(service="records", bus_url="memory://", documents_url="mongomock://",
+    settings = Settings(service="records", bus_url="memory://", **test_documents(),
                         media_url=f"file://{tmp_path}/media", var_dir=tmp_path, relay_poll_seconds=0.05,
                         consumer_backoff_ms=10, consumer_max_retries=2)
     runtime = create_runtime(settings)
