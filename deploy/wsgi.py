@@ -9,11 +9,14 @@ import importlib
 import logging
 import os
 
+from mongoengine.errors import NotUniqueError
+
 from shared.tracing import init_tracing
 
 # Every process kind, in start order: identity first (others fetch its signing keys), the gateway last.
 SERVICES = {"identity": "services.identity.app", "records": "services.records.app", "intake": "services.intake.app",
-            "certification": "services.certification.app", "gateway": "gateway.app"}
+            "certification": "services.certification.app", "scheduling": "services.scheduling.app",
+            "gateway": "gateway.app"}
 
 
 def boot(name: str, *, start_workers: bool | None = None):
@@ -27,7 +30,12 @@ def boot(name: str, *, start_workers: bool | None = None):
     if runtime.settings.inproc_workers if start_workers is None else start_workers:
         runtime.start_workers(wait=False)
     if os.environ.get("FOOTPRINT_SEED_DEMO") == "1" and runtime.spec.seed_demo:
-        runtime.spec.seed_demo(runtime)
+        for attempt in range(10):
+            try:
+                runtime.spec.seed_demo(runtime)
+                break
+            except NotUniqueError:  # another process of this service seeded the same row at the same moment;
+                continue            # the seed is idempotent, so go again: it skips what exists now
     return runtime
 
 

@@ -9,6 +9,7 @@ ROUTES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"^/api/v1/records(/|$)"), "records"),
     (re.compile(r"^/api/v1/intake(/|$)"), "intake"),
     (re.compile(r"^/api/v1/certification(/|$)"), "certification"),
+    (re.compile(r"^/api/v1/scheduling(/|$)"), "scheduling"),
 ]
 
 # Reachable without an access token (method, path).

@@ -2,7 +2,9 @@
 
 Every URL picks a backend by its scheme:
 - BUS_URL: ``amqp://user:pass@host:5672//`` (RabbitMQ) or ``memory://`` (one process)
-- DOCUMENTS_URL: ``mongodb://host/...`` or ``mongomock://`` (in-memory, one process)
+- DOCUMENTS_URL: ``mongodb://host/...`` (MongoDB in production; the SecantusDB surrogate in development and
+  tests, see deploy/docstore.py).
+  DOCUMENTS_DB_PREFIX names the databases (``<prefix>_<service>``; tests give each test its own prefix).
 - MEDIA_URL: ``s3://KEY:SECRET@HOST:PORT/BUCKET`` (MinIO/S3) or ``file:///path``
 - tracing: the standard ``OTEL_*`` variables (read by the OpenTelemetry SDK itself)
 """
@@ -13,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Where each service listens when run as separate processes on one host (make services).
-DEFAULT_PORTS = {"gateway": 8080, "identity": 8101, "records": 8102, "intake": 8103, "certification": 8104}
+DEFAULT_PORTS = {"gateway": 8080, "identity": 8101, "records": 8102, "intake": 8103, "certification": 8104,
+                 "scheduling": 8105}
 
 
 def _env(name: str, default: str) -> str:
@@ -37,12 +40,13 @@ def service_url(name: str) -> str:
 class Settings:
     service: str
     bus_url: str = "memory://"
-    documents_url: str = "mongomock://"
+    documents_url: str = "mongodb://127.0.0.1:27017/"
+    documents_prefix: str = "footprint"
     media_url: str = "file://./var/media"
     var_dir: Path = Path("var")
-    # Consumers and the outbox relay run inside the web process (needed with mongomock, whose data lives
-    # in one process) or in a separate worker process (deploy/worker.py) against a real MongoDB.
-    inproc_workers: bool = True
+    # Consumers and the outbox relay run inside the web process (the one-process embedded run) or in separate
+    # worker processes (deploy/worker.py) wherever the store is shared.
+    inproc_workers: bool = False
     jwt_private_key_file: str = ""
     jwks_url: str = ""
     jwt_public_key_file: str = ""
@@ -58,14 +62,15 @@ class Settings:
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
-        documents_url = _env("DOCUMENTS_URL", "mongomock://")
+        documents_url = _env("DOCUMENTS_URL", "mongodb://127.0.0.1:27017/")
         return cls(
             service=service,
             bus_url=_env("BUS_URL", "memory://"),
             documents_url=documents_url,
+            documents_prefix=_env("DOCUMENTS_DB_PREFIX", "footprint"),
             media_url=_env("MEDIA_URL", "file://./var/media"),
             var_dir=Path(_env("FOOTPRINT_VAR_DIR", "var")),
-            inproc_workers=_bool("FOOTPRINT_INPROC_WORKERS", documents_url.startswith("mongomock")),
+            inproc_workers=_bool("FOOTPRINT_INPROC_WORKERS", False),
             jwt_private_key_file=_env("JWT_PRIVATE_KEY_FILE", ""),
             jwks_url=_env("JWKS_URL", f"{service_url('identity')}/api/v1/auth/jwks"),
             jwt_public_key_file=_env("JWT_PUBLIC_KEY_FILE", ""),

@@ -274,10 +274,65 @@ class SubstituteRemoved(Payload):
     school: str
 
 
+# ---- scheduling -----------------------------------------------------------------------------------------
+
+WindowKind = Literal["precheck", "outcome_upload", "certification", "performance_upload", "selection", "submission",
+                     "receipt_confirmation", "dispute"]
+# What each window is called (zh-TW, English): the services that enforce a window name it in their messages.
+WINDOW_NAMES: dict[str, tuple[str, str]] = {
+    "precheck": ("預檢", "pre-check"),
+    "outcome_upload": ("成果上傳", "course outcome upload"),
+    "certification": ("教師認證", "teacher certification"),
+    "performance_upload": ("多元表現上傳", "diverse performance upload"),
+    "selection": ("勾選", "selection"),
+    "submission": ("提交", "submission"),
+    "receipt_confirmation": ("收訖明細確認", "receipt confirmation"),
+    "dispute": ("疑義處理", "disputes"),
+}
+
+
+class WindowFacts(Payload):
+    """One window of a school's term schedule: open from ``starts_at`` (inclusive) to ``ends_at`` (exclusive)."""
+
+    window_id: str = Field(description="<school>:<term>:<kind>, stable for the window whatever its dates")
+    school: str
+    term: str = Field(pattern=r"^[0-9]{3}0[12]$")
+    kind: WindowKind
+    starts_at: datetime
+    ends_at: datetime
+    revision: int = Field(description="1 when the window was first set, +1 for each change")
+
+
+@event_type("scheduling.window.scheduled.v1")
+class WindowSet(WindowFacts):
+    """A window was set or changed (the whole window: the latest by occurred_at wins)."""
+
+    set_by: str
+
+
+@event_type("scheduling.window.opened.v1")
+class WindowOpened(WindowFacts):
+    """The window's start passed (once per start and end of the window)."""
+
+
+@event_type("scheduling.closing.announced.v1")
+class WindowClosing(WindowFacts):
+    """It was announced that the window closes in ``days_before`` days or less (once per end of the window): the
+    reminder the issue calls window.closing, named as a past-tense fact like every event."""
+
+    days_before: int
+
+
+@event_type("scheduling.window.closed.v1")
+class WindowClosed(WindowFacts):
+    """The window's end passed (once per end of the window)."""
+
+
 __all__ = [
     "EXCHANGE", "CATALOGUE", "Envelope", "Payload", "make_event", "parse_event", "UnknownEvent", "ValidationError",
     "SchoolCreated", "SchoolUpdated", "SchoolDeactivated", "UserCreated", "UserUpdated", "UserDeactivated",
     "UserFacts", "StudentFacts", "Role", "StudentStatus", "SectionFacts", "SectionCreated", "SectionUpdated",
     "EnrolmentCreated", "EnrolmentWithdrawn", "GradeRecorded", "StoredFile", "OutcomeSubmitted", "OutcomeCertified",
-    "OutcomeReturned", "SubstituteAssigned", "SubstituteRemoved",
+    "OutcomeReturned", "SubstituteAssigned", "SubstituteRemoved", "WindowKind", "WINDOW_NAMES", "WindowFacts", "WindowSet",
+    "WindowOpened", "WindowClosing", "WindowClosed",
 ]

@@ -3,7 +3,9 @@
 - ``intake.user-directory``: identity.user.* → who a user is (school, roles, class, homeroom class);
 - ``intake.course-catalogue``: records.section.* and records.enrolment.* → Section and Enrolment;
 - ``intake.certification-status``: certification.outcome.certified/returned → the outcome's status;
-- ``intake.substitutes``: certification.substitute.* → who may open a teacher's outcomes for them (代理人).
+- ``intake.substitutes``: certification.substitute.* → who may open a teacher's outcomes for them (代理人);
+- ``intake.windows``: scheduling.window.scheduled.v1 → the upload windows intake enforces (Window; every replica
+  reads the same collection, so a change applies everywhere at once).
 
 Every handler is idempotent (the bus also drops redelivered ids) and order-safe: projections keep the time
 of the event that last wrote them and ignore older ones; a certification decision applies only to the
@@ -17,10 +19,10 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.bus import Subscription
 from shared.events import (EnrolmentCreated, EnrolmentWithdrawn, Envelope, OutcomeCertified, OutcomeReturned,
-                           SectionCreated, SectionUpdated, SubstituteAssigned, SubstituteRemoved)
-from shared.projections import user_directory_subscription
+                           SectionCreated, SectionUpdated, SubstituteAssigned, SubstituteRemoved, WindowSet)
+from shared.projections import unless_newer, user_directory_subscription
 
-from .models import Directory, Enrolment, Outcome, Section, Substitution, now
+from .models import Directory, Enrolment, Outcome, Section, Substitution, Window, now
 
 log = logging.getLogger("footprint.intake.consumers")
 
@@ -47,10 +49,9 @@ def apply_substitute_event(envelope: Envelope, payload) -> None:
 def _upsert_if_newer(model, key: str, envelope: Envelope, values: dict) -> bool:
     """Write ``values`` unless the stored record came from a newer event; True when written."""
     collection = model._get_collection()
-    newer_or_absent = {"_id": key, "$or": [{"event_at": {"$lte": envelope.occurred_at}},
-                                           {"event_at": {"$exists": False}}]}
     try:
-        result = collection.update_one(newer_or_absent, {"$set": {**values, "event_at": envelope.occurred_at}},
+        result = collection.update_one(unless_newer(key, envelope.occurred_at),
+                                       {"$set": {**values, "event_at": envelope.occurred_at}},
                                        upsert=True)
     except DuplicateKeyError:
         return False  # the stored record is newer than this event
@@ -72,6 +73,15 @@ def apply_catalogue_event(envelope: Envelope, payload) -> None:
             "student_id": payload.student_id, "active": False})
         if not written:
             log.info("ignored stale withdrawal of enrolment %s", payload.enrolment_id)
+
+
+def apply_window_event(envelope: Envelope, payload) -> None:
+    """The latest announcement of a window wins (by occurred_at); a repeated or older one changes nothing."""
+    if isinstance(payload, WindowSet) and payload.kind in ("outcome_upload", "performance_upload") \
+            and envelope.school in (None, payload.school):
+        _upsert_if_newer(Window, payload.window_id, envelope, {
+            "school": payload.school, "term": payload.term, "kind": payload.kind, "starts_at": payload.starts_at,
+            "ends_at": payload.ends_at, "revision": payload.revision})
 
 
 def apply_certification_event(envelope: Envelope, payload) -> None:
@@ -104,4 +114,5 @@ def subscriptions(runtime) -> list[Subscription]:
         Subscription(queue="intake.certification-status", event_types=CERTIFICATION_EVENTS,
                      handler=apply_certification_event),
         Subscription(queue="intake.substitutes", event_types=SUBSTITUTE_EVENTS, handler=apply_substitute_event),
+        Subscription(queue="intake.windows", event_types=["scheduling.window.scheduled.v1"], handler=apply_window_event),
     ]

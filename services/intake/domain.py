@@ -7,6 +7,11 @@ to an item (owner, the section's teachers, the student's homeroom teacher, schoo
 Files: bytes stream from the request through ``shared.filecheck.Inspector`` into the media store under a
 random key. Only a complete, inspected and checksum-verified object is recorded on its item (one document
 write); whatever fails on the way, the object is deleted, so a failed upload is never visible.
+
+Direct uploads (S3 stores): the same checks up front, then a presigned, create-only PUT of exactly the
+declared size and sha256 to a random key, then ``complete``: intake streams the object back through the same
+Inspector, compares size and sha256 with what was declared and only then writes the same FileRecord. Until
+then nothing is visible; a failed check deletes the object; uploads never completed are swept.
 """
 from __future__ import annotations
 
@@ -22,16 +27,23 @@ from urllib.parse import unquote
 from mongoengine import Q
 
 from shared.auth import Principal
-from shared.errors import DomainError, field_error
+from shared.errors import ERRORS, DomainError, field_error
+from shared.events import WINDOW_NAMES
 from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_name, display_name
 from shared.outbox import save_with_events
-from shared.storage import verified_read
+from shared.storage import MissingObject, verified_read
 
 from . import events
-from .models import (MAX_FILES, Directory, Enrolment, FileRecord, Item, Outcome, Performance, Policy, Section,
-                     Substitution, new_id, now)
+from .models import (MAX_FILES, DirectUpload, Directory, Enrolment, FileRecord, Item, Outcome, Performance, Policy,
+                     Section, Substitution, Window, new_id, now)
 
 log = logging.getLogger("footprint.intake")
+
+# Intake's problem codes beyond the shared table (code: status, zh-TW, English); the response's ``message`` names
+# the window and its dates.
+ERRORS.update({
+    "window_closed": (409, "目前不在此項目的上傳期間。", "This item's upload window is not open now."),
+})
 
 CHUNK = 256 * 1024
 LINK_SECONDS = 300                                     # presigned links live at most 5 minutes
@@ -150,9 +162,52 @@ def put_policy(principal: Principal, school: str, values: dict) -> Policy:
     return policy
 
 
-def _check_open(policy: Policy) -> None:
+def _check_open(policy: Policy, item: Item | None = None) -> None:
+    """The school's own switch, then (for an item) the scheduled window of its kind and term."""
     if not policy.uploads_open:
         raise DomainError("uploads_closed")
+    if item is not None:
+        check_window(item)
+
+
+# ---- upload windows (scheduling.window.scheduled.v1, projected into Window) -----------------------------------------
+
+WINDOW_OF: dict[type, str] = {Outcome: "outcome_upload", Performance: "performance_upload"}
+
+
+def _term_code(term: str) -> str:
+    """"11201", also from the older "1121" form intake still accepts."""
+    return f"{term[:3]}0{term[-1]}"
+
+
+def item_terms(item: Item) -> list[str]:
+    """The terms whose window governs an item: an outcome's term; a performance's term, else its year's two."""
+    if getattr(item, "term", None):
+        return [_term_code(item.term)]
+    return [f"{item.year}01", f"{item.year}02"]
+
+
+def check_window(item: Item, at: datetime | None = None) -> None:
+    """409 window_closed outside the item's upload window. A school and term without a window of that kind
+    (scheduling never announced one) is not restricted: windows apply once they are set."""
+    kind = WINDOW_OF[type(item)]
+    windows = list(Window.objects(window_id__in=[f"{item.school}:{term}:{kind}" for term in item_terms(item)]))
+    if not windows:
+        return
+    at = at or now()
+    if any(_utc(w.starts_at) <= at < _utc(w.ends_at) for w in windows):
+        return
+    upcoming = sorted((w for w in windows if at < _utc(w.starts_at)), key=lambda w: w.starts_at)
+    window = upcoming[0] if upcoming else max(windows, key=lambda w: w.ends_at)
+    name_zh, name_en = WINDOW_NAMES[kind]
+    starts, ends = (_utc(window.starts_at).astimezone(TAIPEI), _utc(window.ends_at).astimezone(TAIPEI))
+    shown = [f"{moment:%Y-%m-%d %H:%M}" for moment in (starts, ends)]
+    state_zh, state_en = ("尚未開始", "has not opened yet") if upcoming else ("已經截止", "is closed")
+    raise DomainError(
+        "window_closed", f"{kind} of {window.term}: {starts.isoformat()} to {ends.isoformat()}",
+        message={"zh-TW": f"{name_zh}期間為 {shown[0]} 至 {shown[1]}（臺灣時間），目前{state_zh}。",
+                 "en": f"The {name_en} window runs from {shown[0]} to {shown[1]} (Taiwan time) and {state_en}."},
+        window={"kind": kind, "term": window.term, "starts_at": starts.isoformat(), "ends_at": ends.isoformat()})
 
 
 def _check_editable(item: Item) -> None:
@@ -195,13 +250,14 @@ def create_outcome(principal: Principal, section_id: str, brief: str) -> Outcome
     outcome = Outcome(school=school, student_id=principal.user_id, term=enrolment.term, section_id=section_id,
                       enrolment_id=enrolment.enrolment_id, course_code=course_code,
                       subject_name=section.subject_name if section else "", brief=brief)
+    check_window(outcome)
     return _enforce_cap(Outcome, outcome, {"school": school, "student_id": principal.user_id, "term": enrolment.term},
                         policy.outcome_cap_per_term)
 
 
 def update_outcome(principal: Principal, outcome_id: str, brief: str) -> Outcome:
     outcome = owned_item(principal, Outcome, outcome_id)
-    _check_open(Policy.of(outcome.school))
+    _check_open(Policy.of(outcome.school), outcome)
     _check_editable(outcome)
     outcome.brief = brief
     outcome.updated_at = now()
@@ -213,7 +269,7 @@ def submit_outcome(principal: Principal, outcome_id: str, submitted_from: str) -
     outcome = owned_item(principal, Outcome, outcome_id)
     if outcome.status not in ("draft", "returned"):
         raise DomainError("invalid_transition", f"an outcome that is {outcome.status} cannot be submitted")
-    _check_open(Policy.of(outcome.school))
+    _check_open(Policy.of(outcome.school), outcome)
     errors = []
     if not outcome.files:
         errors.append(field_error("files", "missing", "Upload at least one file.", "請至少上傳一個檔案。"))
@@ -278,6 +334,7 @@ def create_performance(principal: Principal, values: dict) -> Performance:
     _check_open(policy)
     performance = Performance(school=school, student_id=principal.user_id, **values)
     _check_dates(performance)
+    check_window(performance)
     return _enforce_cap(Performance, performance,
                         {"school": school, "student_id": principal.user_id, "year": performance.year},
                         policy.performance_cap_per_year)
@@ -285,7 +342,7 @@ def create_performance(principal: Principal, values: dict) -> Performance:
 
 def update_performance(principal: Principal, performance_id: str, changes: dict) -> Performance:
     performance = owned_item(principal, Performance, performance_id)
-    _check_open(Policy.of(performance.school))
+    _check_open(Policy.of(performance.school), performance)
     _check_editable(performance)
     for field, value in changes.items():
         setattr(performance, field, value)
@@ -311,7 +368,7 @@ def delete_item(intake: Intake, principal: Principal, model: type[Item], item_id
     """Delete an editable item: it disappears (soft-deleted, out of caps and lists); its files that were never
     part of a submission are removed from the store, submitted ones are kept as evidence."""
     item = owned_item(principal, model, item_id)
-    _check_open(Policy.of(item.school))
+    _check_open(Policy.of(item.school), item)
     _check_editable(item)
     unsubmitted = [f.storage_key for f in item.files if f.submitted_in is None]
     item.deleted_at = item.updated_at = now()
@@ -321,7 +378,7 @@ def delete_item(intake: Intake, principal: Principal, model: type[Item], item_id
 
 def remove_file(intake: Intake, principal: Principal, model: type[Item], item_id: str, file_id: str) -> Item:
     item = owned_item(principal, model, item_id)
-    _check_open(Policy.of(item.school))
+    _check_open(Policy.of(item.school), item)
     _check_editable(item)
     record = item.file(file_id, retired=False)
     if record is None:
@@ -447,7 +504,7 @@ def receive_file(intake: Intake, principal: Principal, model: type[Item], item_i
     existing = item.file_by_upload_key(upload_key)
     if existing is not None:
         return _retry(existing, stream, policy, expected), False
-    _check_open(policy)
+    _check_open(policy, item)
     _check_editable(item)
     if len(item.files) >= MAX_FILES:
         raise DomainError("validation_failed", f"at most {MAX_FILES} files per item")
@@ -498,10 +555,12 @@ def _store(intake: Intake, storage_key: str, pipeline: "_Pipeline", length: int 
     return verdict
 
 
-def _record(model: type[Item], item_id: str, record: FileRecord) -> tuple[FileRecord, bool]:
-    """Put a verified file on its item: reload, re-check, one versioned write; retried on concurrent writes."""
+def _record(model: type[Item], item_id: str, record: FileRecord, *, item: Item | None = None) -> tuple[FileRecord, bool]:
+    """Put a verified file on its item: reload, re-check, one versioned write; retried on concurrent writes.
+    ``item``: the item as loaded just before (its version makes the first write fail if anything changed since)."""
     for attempt in range(RECORD_ATTEMPTS):
-        item = model.objects(id=item_id, deleted_at=None).first()
+        if item is None or attempt > 0:
+            item = model.objects(id=item_id, deleted_at=None).first()
         if item is None:
             raise DomainError("not_found", "the item was deleted meanwhile")
         existing = item.file_by_upload_key(record.upload_key)
@@ -521,6 +580,210 @@ def _record(model: type[Item], item_id: str, record: FileRecord) -> tuple[FileRe
             if exc.code != "conflict" or attempt == RECORD_ATTEMPTS - 1:
                 raise
     raise DomainError("conflict")  # pragma: no cover - the loop returns or raises
+
+
+# ---- direct uploads (presigned PUT to the store, verified by intake before the file is recorded) -------------
+
+DIRECT_URL_SECONDS = 600                    # the presigned PUT must start within 10 minutes
+COMPLETE_GRACE = timedelta(minutes=10)      # complete is taken until 10 minutes after the link expired
+SWEEP_AFTER = timedelta(minutes=20)         # then (well after the last complete could start) the sweep cleans up
+KEEP_SWEPT = timedelta(days=7)              # and forgets the upload a week later (complete is then 404)
+ITEM_TYPES: dict[type, str] = {Outcome: "outcome", Performance: "performance"}
+MODELS = {name: model for model, name in ITEM_TYPES.items()}
+ROUTE_OF = {"outcome": "outcomes", "performance": "performances"}
+# Complete may be called again after these (the bytes may still arrive, the store may come back).
+RETRYABLE = {"upload_not_received", "storage_unavailable", "conflict"}
+
+
+@dataclass
+class DirectStart:
+    """What an init answers: a pending upload with its URL and headers, or the file already recorded under
+    the same upload key (then nothing is to be sent)."""
+
+    upload: DirectUpload | None = None
+    url: str | None = None
+    headers: dict | None = None
+    file: FileRecord | None = None
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+def start_direct_upload(intake: Intake, principal: Principal, model: type[Item], item_id: str, *, name: str,
+                        size: int, sha256: str, kind: str, upload_key: str | None = None) -> DirectStart:
+    """Check everything the streamed path checks before its first byte, then hand out a presigned PUT."""
+    item = owned_item(principal, model, item_id)
+    upload_id = new_id()
+    upload_key = upload_key or upload_id
+    if not UPLOAD_KEY.match(upload_key):
+        raise DomainError("validation_failed", "the upload key has 8-64 letters, digits, '-' or '_'")
+    if not SHA256.match(sha256 or ""):
+        raise DomainError("validation_failed", "sha256 must be 64 hexadecimal digits")
+    sha256 = sha256.lower()
+    policy = Policy.of(item.school)
+    existing = item.file_by_upload_key(upload_key)
+    if existing is not None:  # a retry of an upload already recorded: nothing to send again
+        if existing.sha256 != sha256:
+            raise DomainError("conflict", "this upload key already holds a different file; use a new key")
+        return DirectStart(file=existing)
+    _check_open(policy, item)
+    _check_editable(item)
+    name = clean_file_name(name)
+    limits = _limits(policy)
+    if kind not in limits:
+        raise DomainError("file_type_not_allowed")
+    if size == 0:
+        raise DomainError("file_empty")
+    if size > limits[kind]:
+        raise DomainError("file_too_large", f"at most {limits[kind]} bytes")
+    moment = now()
+    live = list(DirectUpload.objects(item_id=item.id, state="pending", expires_at__gt=moment))  # one query: ≤ 5
+    again = next((u for u in live if u.upload_key == upload_key), None)
+    if again is not None and (again.size, again.sha256, again.kind) != (size, sha256, kind):
+        raise DomainError("conflict", "this upload key is pending with another file; use a new key")
+    if again is None and len(item.files) + len(live) >= MAX_FILES:
+        raise DomainError("validation_failed", f"at most {MAX_FILES} files per item (pending uploads included)")
+    upload = again or DirectUpload(id=upload_id, school=item.school, student_id=item.student_id, item_type=ITEM_TYPES[model],
+                                   item_id=item.id, upload_key=upload_key, name=name, kind=kind, size=size,
+                                   sha256=sha256, storage_key=f"{item.school}/{item.student_id}/{uuid.uuid4().hex}")
+    try:
+        signed = intake.store.presign_put(upload.storage_key, length=size, sha256=sha256, expires=DIRECT_URL_SECONDS)
+    except Exception as exc:
+        log.warning("media store cannot presign %s: %s: %s", upload.storage_key, type(exc).__name__, exc)
+        raise DomainError("storage_unavailable") from exc
+    if signed is None:
+        raise DomainError("direct_upload_unavailable", "this deployment stores files on disk",
+                          stream_url=f"/api/v1/intake/{ROUTE_OF[ITEM_TYPES[model]]}/{item.id}/files/{upload_key}")
+    url, headers = signed
+    upload.expires_at = moment + timedelta(seconds=DIRECT_URL_SECONDS)  # a repeated init signs a fresh link
+    upload.save(force_insert=again is None)  # (a new id: one insert, not a replace that misses, then an insert)
+    return DirectStart(upload=upload, url=url, headers=headers)
+
+
+def complete_direct_upload(intake: Intake, principal: Principal, upload_id: str) -> tuple[FileRecord, bool]:
+    """Verify a directly uploaded object and record it. (record, True) the first time, (record, False) again."""
+    upload = DirectUpload.objects(id=upload_id).first()
+    if (upload is None or principal.school is None or upload.school != principal.school
+            or upload.student_id != principal.user_id):
+        raise DomainError("not_found")  # someone else's upload does not exist for the caller
+    model = MODELS[upload.item_type]
+    if upload.state == "completed":
+        return _completed_file(model, upload), False
+    if upload.state == "failed":
+        raise DomainError(upload.failure_code, upload.failure_detail)
+    if upload.state == "expired" or now() > _utc(upload.expires_at) + COMPLETE_GRACE:
+        raise DomainError("upload_expired")
+    try:
+        item = owned_item(principal, model, upload.item_id)
+        existing = item.file_by_upload_key(upload.upload_key)
+        if existing is not None:
+            if existing.storage_key == upload.storage_key:  # a concurrent complete of this upload recorded it
+                _mark_completed(upload, existing)
+                return existing, False
+            if existing.sha256 != upload.sha256:
+                raise DomainError("conflict", "this upload key already holds a different file; use a new key")
+            _mark_completed(upload, existing)  # another upload with the same key recorded the same file first
+            _discard(intake, [upload.storage_key])
+            return existing, False
+        policy = Policy.of(item.school)
+        _check_open(policy)
+        _check_editable(item)
+        verdict = _verify_stored(intake, upload, policy)
+        record = FileRecord(file_id=new_id(), upload_key=upload.upload_key, storage_key=upload.storage_key,
+                            name=display_name(upload.name, verdict), kind=verdict.kind, media_type=verdict.media_type,
+                            size=verdict.size, sha256=verdict.sha256, uploaded_at=now(), uploaded_by=principal.user_id)
+        kept, created = _record(model, item.id, record, item=item)
+    except DomainError as exc:
+        if exc.code not in RETRYABLE:
+            _fail(intake, upload, exc)
+        raise
+    _mark_completed(upload, kept)
+    if kept.storage_key != upload.storage_key:
+        _discard(intake, [upload.storage_key])
+    return kept, created
+
+
+def _verify_stored(intake: Intake, upload: DirectUpload, policy: Policy) -> Verdict:
+    """Stream the stored object through the Inspector (type by bytes, structure, size limit, sha256)."""
+    limits = _limits(policy)
+    inspector = Inspector(limits, allowed={upload.kind})
+    try:
+        fetched = intake.store.fetch(upload.storage_key)
+    except MissingObject:
+        raise DomainError("upload_not_received") from None
+    except Exception as exc:
+        log.warning("media store failed reading %s: %s: %s", upload.storage_key, type(exc).__name__, exc)
+        raise DomainError("storage_unavailable") from exc
+    with fetched:
+        if fetched.size > limits[upload.kind]:
+            raise DomainError("file_too_large", f"at most {limits[upload.kind]} bytes")
+        if fetched.size >= 0 and fetched.size != upload.size:
+            raise DomainError("checksum_mismatch", f"the store holds {fetched.size} bytes, {upload.size} were declared")
+        try:
+            for chunk in fetched:
+                inspector.feed(chunk)
+        except DomainError:
+            raise
+        except Exception as exc:
+            log.warning("media store failed reading %s: %s: %s", upload.storage_key, type(exc).__name__, exc)
+            raise DomainError("storage_unavailable") from exc
+    verdict = inspector.finish()
+    if verdict.size != upload.size or verdict.sha256 != upload.sha256:
+        raise DomainError("checksum_mismatch", f"received sha256 {verdict.sha256} ({verdict.size} bytes)")
+    return verdict
+
+
+def _completed_file(model: type[Item], upload: DirectUpload) -> FileRecord:
+    item = model.objects(id=upload.item_id, deleted_at=None).first()
+    record = item.file(upload.file_id) if item is not None else None
+    if record is None:
+        raise DomainError("not_found", "the file was removed since")
+    return record
+
+
+def _mark_completed(upload: DirectUpload, record: FileRecord) -> None:
+    DirectUpload.objects(id=upload.id, state__in=("pending", "completed")).update_one(
+        set__state="completed", set__file_id=record.file_id, set__completed_at=now())
+
+
+def _fail(intake: Intake, upload: DirectUpload, exc: DomainError) -> None:
+    """A definitive refusal: remember it (a repeated complete answers the same) and delete the stored bytes."""
+    claimed = DirectUpload.objects(id=upload.id, state="pending").update_one(
+        set__state="failed", set__failure_code=exc.code, set__failure_detail=(exc.detail or "")[:500] or None)
+    if claimed:
+        _discard(intake, [upload.storage_key])
+
+
+def sweep_direct_uploads(intake: Intake, *, at: datetime | None = None, limit: int = 500) -> int:
+    """Clean up after uploads whose link can no longer be used (and no complete can still be running): a pending
+    upload expires and whatever was stored for it is deleted; so is anything PUT again under a failed upload's
+    key, or under a completed one's whose file is no longer kept. Safe to run in several processes at once."""
+    moment = at or now()
+    cleaned = 0
+    due = DirectUpload.objects(swept_at=None, expires_at__lt=moment - SWEEP_AFTER).order_by("expires_at").limit(limit)
+    for upload in due:
+        changes = {"set__swept_at": now()}
+        if upload.state == "pending":
+            changes["set__state"] = "expired"
+        if not DirectUpload.objects(id=upload.id, swept_at=None, state=upload.state).update_one(**changes):
+            continue  # another process took it
+        if upload.state == "completed" and _still_kept(upload):
+            continue
+        _discard(intake, [upload.storage_key])
+        cleaned += 1
+    DirectUpload.objects(swept_at__lt=moment - KEEP_SWEPT).delete()
+    return cleaned
+
+
+def _still_kept(upload: DirectUpload) -> bool:
+    item = MODELS[upload.item_type].objects(id=upload.item_id).first()
+    if item is None:
+        return False
+    if any(f.storage_key == upload.storage_key for f in item.retired_files):
+        return True
+    return any(f.storage_key == upload.storage_key and (item.deleted_at is None or f.submitted_in is not None)
+               for f in item.files)
 
 
 # ---- downloads -------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Intake's documents (database ``footprint_intake``). Every document carries its school.
 
 Aggregates (with outboxes): Outcome (課程學習成果) and Performance (多元表現). Local read models fed by
-events, so intake never calls another service synchronously: the school's upload Policy (set here by the
-school admin until the scheduling service announces windows), Section and Enrolment (from records) and
-the user directory (from identity).
+events, so intake never calls another service synchronously: the school's upload Policy (its own switch and
+limits, set here by the school admin), Window (the upload windows scheduling announces), Section and
+Enrolment (from records) and the user directory (from identity).
 """
 from __future__ import annotations
 
@@ -152,6 +152,35 @@ class Performance(Item):
         return self.status == "draft"
 
 
+class DirectUpload(Document):
+    """A direct-to-store upload (presigned PUT) until intake has verified it: nothing of it is visible on the
+    item. ``pending`` → ``completed`` (its FileRecord is on the item, same storage key) or ``failed`` (the
+    object was deleted; a repeated complete gives the same answer) or ``expired`` (never completed: the sweep
+    deleted whatever was stored). ``swept_at``: the sweep looked at it after its link could no longer be used."""
+
+    meta = {"db_alias": ALIAS, "collection": "direct_uploads",
+            "indexes": [("swept_at", "expires_at"), ("item_id", "state")]}
+    id = StringField(primary_key=True, default=new_id)
+    school = StringField(required=True, regex=r"^[0-9]{6}$")
+    student_id = StringField(required=True)
+    item_type = StringField(required=True, choices=("outcome", "performance"))
+    item_id = StringField(required=True)
+    upload_key = StringField(required=True)
+    name = StringField(required=True, max_length=220)
+    kind = StringField(required=True, choices=("document", "media"))
+    size = IntField(required=True, min_value=1)
+    sha256 = StringField(required=True, regex=r"^[0-9a-f]{64}$")
+    storage_key = StringField(required=True)
+    state = StringField(default="pending", choices=("pending", "completed", "failed", "expired"))
+    failure_code = StringField(null=True)
+    failure_detail = StringField(null=True)
+    file_id = StringField(null=True)
+    created_at = DateTimeField(default=now)
+    expires_at = DateTimeField(required=True)   # the presigned PUT is refused by the store after this
+    completed_at = DateTimeField(null=True)
+    swept_at = DateTimeField(null=True)
+
+
 # ---- projections of other services' facts -------------------------------------------------------------------
 
 class Section(Document):
@@ -193,6 +222,21 @@ class Enrolment(Document):
     student_id = StringField(required=True)
     course_code = StringField(null=True)
     active = BooleanField(default=True)
+    event_at = DateTimeField()
+
+
+class Window(Document):
+    """An upload window as scheduling announces it (scheduling.window.scheduled.v1; ``_id`` = <school>:<term>:<kind>):
+    open from ``starts_at`` (inclusive) to ``ends_at`` (exclusive). No window known: uploads are not restricted."""
+
+    meta = {"db_alias": ALIAS, "collection": "windows"}
+    window_id = StringField(primary_key=True)
+    school = StringField(required=True)
+    term = StringField(required=True)
+    kind = StringField(required=True)
+    starts_at = DateTimeField(required=True)
+    ends_at = DateTimeField(required=True)
+    revision = IntField(default=1)
     event_at = DateTimeField()
 
 

@@ -3,6 +3,7 @@ streaming, health and the merged API document."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 
 import pytest
@@ -10,7 +11,7 @@ import requests
 import urllib3
 
 from gateway.ratelimit import TokenBuckets
-from tests.conftest import free_port
+from tests.conftest import free_port, test_documents
 from tests.standin import StandInService
 
 
@@ -20,12 +21,16 @@ def platform(tmp_path_factory):
 
     from deploy.wsgi import SERVICES
 
+    documents = test_documents(for_module=True)
+    saved = dict(os.environ)  # the embedded platform writes its settings into the environment
     platform = Platform(gateway_port=free_port(), env={
         **{f"{name.upper()}_URL": f"http://127.0.0.1:{free_port()}" for name in SERVICES if name != "gateway"},
-        "BUS_URL": "memory://", "DOCUMENTS_URL": "mongomock://",
+        "BUS_URL": "memory://", "DOCUMENTS_URL": documents["documents_url"], "DOCUMENTS_DB_PREFIX": documents["documents_prefix"],
         "FOOTPRINT_VAR_DIR": str(tmp_path_factory.mktemp("var")), "OUTBOX_POLL_SECONDS": "0.05"}).start()
     yield platform
     platform.stop()
+    os.environ.clear()
+    os.environ.update(saved)  # later modules (and the processes they start) must not inherit them
 
 
 def sign_in(platform, username, school="999001", password="footprint-demo"):
@@ -133,12 +138,13 @@ def test_readiness_and_the_merged_api_document(platform):
     ready = requests.get(f"{platform.url}/readyz").json()
     assert ready["status"] == "ready" and ready["checks"] == {
         "documents": "ok", "bus": "ok", "service:identity": "ok", "service:records": "ok", "service:intake": "ok",
-        "service:certification": "ok"}
+        "service:certification": "ok", "service:scheduling": "ok"}
     assert requests.get(f"{platform.url}/healthz").json()["status"] == "alive"
     document = requests.get(f"{platform.url}/api/v1/openapi.json").json()
     assert {"/api/v1/auth/login", "/api/v1/me", "/healthz", "/readyz", "/api/v1/openapi.json",
             "/api/v1/records/schools/{code}/sections", "/api/v1/intake/outcomes/{outcome_id}/files/{upload_key}",
-            "/api/v1/certification/outcomes/{outcome_id}/certify"} <= set(document["paths"])
+            "/api/v1/certification/outcomes/{outcome_id}/certify",
+            "/api/v1/scheduling/schools/{school}/terms/{term}"} <= set(document["paths"])
     assert "Problem" in document["components"]["schemas"] and "x-footprint-missing-services" not in document
 
 

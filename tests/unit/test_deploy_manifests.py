@@ -33,12 +33,12 @@ KINDS = ("web", "worker")
 EXPECTED_PROCESSES = {(name, kind) for name in deploy.wsgi.SERVICES for kind in KINDS}
 # Where every Footprint process finds each service (shared.config.service_url): the gateway proxies to them and
 # its /readyz checks them; services call each other and fetch identity's signing keys through them.
-SERVICE_URL_ENV = ("IDENTITY_URL", "RECORDS_URL", "INTAKE_URL", "CERTIFICATION_URL")
+SERVICE_URL_ENV = ("IDENTITY_URL", "RECORDS_URL", "INTAKE_URL", "CERTIFICATION_URL", "SCHEDULING_URL")
 REQUIRED_ENV = ("BUS_URL", "DOCUMENTS_URL", *SERVICE_URL_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT")
 # Services that keep files in the media store: records (counselling attachments) and intake (uploads).
 MEDIA_SERVICES = ("records", "intake")
 # The web Deployments the HorizontalPodAutoscalers size: (minReplicas, maxReplicas).
-AUTOSCALED = {"gateway": (2, 10), "intake": (2, 20)}
+AUTOSCALED = {"gateway": (2, 10), "intake": (2, 20), "intake-worker": (2, 8)}
 PART_OF = "app.kubernetes.io/part-of"
 NAME = "app.kubernetes.io/name"
 COMPONENT = "app.kubernetes.io/component"
@@ -210,6 +210,7 @@ def test_every_footprint_service_has_the_required_environment(footprint_services
         assert env.get("FOOTPRINT_INPROC_WORKERS", "").lower() in ("false", "0", "no", "off"), name
         assert env["BUS_URL"].startswith("amqp://"), name
         assert env["DOCUMENTS_URL"].startswith("mongodb://"), name
+        assert "w=majority" in env["DOCUMENTS_URL"] and "journal=true" in env["DOCUMENTS_URL"], name
 
 
 def test_compose_commands_start_entry_points_that_exist(footprint_services):
@@ -540,6 +541,24 @@ def test_web_deployments_keep_two_replicas(k8s_objects):
             assert deployment["spec"].get("replicas", 1) >= 2, name
 
 
+def test_worker_deployments_run_side_by_side(k8s_objects):
+    """The outbox lease makes several relays of a service safe and consumers compete on durable queues, so
+    every worker runs at least two replicas (or an autoscaler keeps two) and rolls without a gap."""
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(k8s_objects, "HorizontalPodAutoscaler")}
+    workers = [d for d in of_kind(k8s_objects, "Deployment")
+               if d["spec"]["template"]["metadata"]["labels"][COMPONENT] == "worker"]
+    assert len(workers) == len(deploy.wsgi.SERVICES)
+    for deployment in workers:
+        name = deployment["metadata"]["name"]
+        if name in hpas:
+            assert "replicas" not in deployment["spec"] and hpas[name]["spec"]["minReplicas"] >= 2, name
+        else:
+            assert deployment["spec"].get("replicas", 1) >= 2, name
+        strategy = deployment["spec"].get("strategy", {})
+        assert strategy.get("type", "RollingUpdate") == "RollingUpdate", name
+        assert strategy.get("rollingUpdate", {}).get("maxUnavailable", 0) == 0 or "rollingUpdate" not in strategy, name
+
+
 def test_autoscalers_for_the_gateway_and_intake(k8s_objects):
     deployments = {d["metadata"]["name"]: d for d in of_kind(k8s_objects, "Deployment")}
     hpas = of_kind(k8s_objects, "HorizontalPodAutoscaler")
@@ -550,7 +569,7 @@ def test_autoscalers_for_the_gateway_and_intake(k8s_objects):
         target = hpa["spec"]["scaleTargetRef"]
         assert target["kind"] == "Deployment" and target["name"] in deployments, name
         labels = deployments[target["name"]]["spec"]["template"]["metadata"]["labels"]
-        assert labels[COMPONENT] == "web", f"{name} scales a {labels[COMPONENT]}"
+        assert labels[COMPONENT] in ("web", "worker"), f"{name} scales a {labels[COMPONENT]}"
         assert target["name"] not in targets, f"two autoscalers for {target['name']}"
         targets[target["name"]] = (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"])
         (metric,) = hpa["spec"]["metrics"]
@@ -658,6 +677,7 @@ def test_service_urls_in_the_configmap_reach_their_services(k8s_objects, config_
 
 def test_configmap_basics(config_keys):
     assert "replicaSet=" in config_keys["footprint-config"]["DOCUMENTS_URL"]
+    assert "w=majority" in config_keys["footprint-config"]["DOCUMENTS_URL"]
     assert config_keys["footprint-config"]["FOOTPRINT_INPROC_WORKERS"] == "false"
 
 
