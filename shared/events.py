@@ -228,6 +228,62 @@ class OutcomeSubmitted(Payload):
     submission: int = Field(description="1 for the first submission, +1 for each resubmission after a return")
 
 
+class SelectedOutcome(Payload):
+    """A certified course outcome as it stood when selected (certified outcomes cannot change)."""
+
+    outcome_id: str
+    term: str
+    section_id: str
+    course_code: str
+    subject_name: str = ""
+    brief: str
+    files: list[StoredFile]
+    certified_at: datetime | None = None
+
+
+class SelectedPerformance(Payload):
+    """A diverse performance as it stood when selected (a selected performance cannot change until unselected)."""
+
+    performance_id: str
+    term: str | None = None
+    category: str
+    name: str
+    organiser: str = ""
+    start_date: str
+    end_date: str
+    hours: float = 0
+    result: str = ""
+    brief: str = ""
+    links: list[str] = Field(default_factory=list)
+    files: list[StoredFile]
+
+
+@event_type("intake.selection.changed.v1")
+class SelectionChanged(Payload):
+    """A student's 勾選 for a school year became what it lists (the whole selection: the latest revision wins).
+    It carries the selected items whole, with every file's sha256, so the central submission exchange can build
+    the year's package from its projection alone."""
+
+    selection_id: str = Field(description="<school>:<student_id>:<year>")
+    school: str
+    student_id: str
+    year: str = Field(pattern=r"^[0-9]{3}$")
+    revision: int
+    outcomes: list[SelectedOutcome]
+    performances: list[SelectedPerformance]
+    changed_by: str
+
+
+@event_type("intake.selection.locked.v1")
+class SelectionLocked(Payload):
+    """The school year's selections of a school were locked (after the year's submission): none changes again."""
+
+    school: str
+    year: str = Field(pattern=r"^[0-9]{3}$")
+    students: int = Field(description="how many selections were locked")
+    locked_by: str
+
+
 # ---- certification ---------------------------------------------------------------------------------------
 
 @event_type("certification.outcome.certified.v1")
@@ -332,7 +388,8 @@ __all__ = [
     "EXCHANGE", "CATALOGUE", "Envelope", "Payload", "make_event", "parse_event", "UnknownEvent", "ValidationError",
     "SchoolCreated", "SchoolUpdated", "SchoolDeactivated", "UserCreated", "UserUpdated", "UserDeactivated",
     "UserFacts", "StudentFacts", "Role", "StudentStatus", "SectionFacts", "SectionCreated", "SectionUpdated",
-    "EnrolmentCreated", "EnrolmentWithdrawn", "GradeRecorded", "StoredFile", "OutcomeSubmitted", "OutcomeCertified",
+    "EnrolmentCreated", "EnrolmentWithdrawn", "GradeRecorded", "StoredFile", "OutcomeSubmitted", "SelectedOutcome",
+    "SelectedPerformance", "SelectionChanged", "SelectionLocked", "OutcomeCertified",
     "OutcomeReturned", "SubstituteAssigned", "SubstituteRemoved", "WindowKind", "WINDOW_NAMES", "WindowFacts", "WindowSet",
     "WindowOpened", "WindowClosing", "WindowClosed",
 ]

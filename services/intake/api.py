@@ -43,6 +43,10 @@ class PolicyIn(Body):
                                    description="MP3/MP4 size limit, at most 10 MiB")
     outcome_cap_per_term: Literal[6, 9] = Field(default=6, description="課程學習成果 per student per term")
     performance_cap_per_year: Literal[10, 20] = Field(default=10, description="多元表現 per student per school year")
+    outcome_selection_cap: int = Field(default=6, ge=1, le=6, description="課程學習成果 a student may select (勾選) "
+                                                                         "per school year, at most the national 6")
+    performance_selection_cap: int = Field(default=10, ge=1, le=10, description="多元表現 a student may select per "
+                                                                               "school year, at most the national 10")
     uploads_open: bool = True
 
 
@@ -52,6 +56,8 @@ class PolicyOut(BaseModel):
     media_limit_bytes: int
     outcome_cap_per_term: int
     performance_cap_per_year: int
+    outcome_selection_cap: int
+    performance_selection_cap: int
     uploads_open: bool
     updated_at: datetime | None
     updated_by: str | None
@@ -60,7 +66,9 @@ class PolicyOut(BaseModel):
 def policy_out(policy: Policy) -> dict:
     return PolicyOut(school=policy.school, document_limit_bytes=policy.document_limit,
                      media_limit_bytes=policy.media_limit, outcome_cap_per_term=policy.outcome_cap_per_term,
-                     performance_cap_per_year=policy.performance_cap_per_year, uploads_open=policy.uploads_open,
+                     performance_cap_per_year=policy.performance_cap_per_year,
+                     outcome_selection_cap=policy.outcome_selection_cap,
+                     performance_selection_cap=policy.performance_selection_cap, uploads_open=policy.uploads_open,
                      updated_at=policy.updated_at, updated_by=policy.updated_by).model_dump(mode="json")
 
 
@@ -302,6 +310,98 @@ def _performance_values(values: dict) -> dict:
 
 # ---- helpers ---------------------------------------------------------------------------------------------
 
+# ---- selection (勾選) --------------------------------------------------------------------------------------
+
+class SelectionIn(Body):
+    """The whole selection of the school year (PUT replaces it): ids in the order the student wants them."""
+
+    outcome_ids: list[str] = Field(default_factory=list, max_length=50)
+    performance_ids: list[str] = Field(default_factory=list, max_length=50)
+
+
+class SelectedFileOut(BaseModel):
+    file_id: str
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+
+
+class SelectedOutcomeOut(BaseModel):
+    id: str
+    term: str
+    course_code: str
+    subject_name: str
+    brief: str
+    certified_at: datetime | None
+    files: list[SelectedFileOut]
+
+
+class SelectedPerformanceOut(BaseModel):
+    id: str
+    category: str
+    name: str
+    start_date: str
+    end_date: str
+    brief: str
+    files: list[SelectedFileOut]
+
+
+class SelectionOut(BaseModel):
+    id: str
+    school: str
+    student_id: str
+    year: str
+    revision: int = Field(description="0 until the student first selects; +1 for each change")
+    locked: bool = Field(description="the year was submitted: the selection can no longer change")
+    locked_at: datetime | None
+    updated_at: datetime | None
+    caps: dict[str, int]
+    outcomes: list[SelectedOutcomeOut]
+    performances: list[SelectedPerformanceOut]
+
+
+class SelectionList(BaseModel):
+    total: int
+    items: list[SelectionOut]
+
+
+class SelectionQuery(Query):
+    student_id: str | None = Field(default=None, max_length=64)
+
+
+class SchoolSelectionQuery(Query):
+    offset: int = Field(default=0, ge=0, le=1_000_000)
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+class YearLockOut(BaseModel):
+    school: str
+    year: str
+    locked_at: datetime
+    locked_by: str
+    newly_locked: int = Field(description="selections this call locked")
+
+
+def _selected_files(item: Item) -> list[dict]:
+    return [{"file_id": f.file_id, "name": f.name, "media_type": f.media_type, "size": f.size, "sha256": f.sha256}
+            for f in item.files]
+
+
+def selection_out(view: domain.SelectionView) -> dict:
+    selection = view.selection
+    return SelectionOut(
+        id=selection.id, school=selection.school, student_id=selection.student_id, year=selection.year,
+        revision=selection.revision or 0, locked=view.locked, locked_at=selection.locked_at,
+        updated_at=selection.updated_at, caps=view.caps,
+        outcomes=[{"id": o.id, "term": o.term, "course_code": o.course_code, "subject_name": o.subject_name or "",
+                   "brief": o.brief or "", "certified_at": o.certified_at, "files": _selected_files(o)}
+                  for o in view.outcomes],
+        performances=[{"id": p.id, "category": p.category, "name": p.name, "start_date": p.start_date,
+                       "end_date": p.end_date, "brief": p.brief or "", "files": _selected_files(p)}
+                      for p in view.performances]).model_dump(mode="json")
+
+
 def client_address() -> str:
     """The first hop of X-Forwarded-For (the client as the gateway saw it), else the peer address."""
     forwarded = request.headers.get("X-Forwarded-For", "")
@@ -333,7 +433,9 @@ def install(app, runtime) -> None:
         body = read_json(PolicyIn)
         values = {"document_limit": body.document_limit_bytes, "media_limit": body.media_limit_bytes,
                   "outcome_cap_per_term": body.outcome_cap_per_term,
-                  "performance_cap_per_year": body.performance_cap_per_year, "uploads_open": body.uploads_open}
+                  "performance_cap_per_year": body.performance_cap_per_year,
+                  "outcome_selection_cap": body.outcome_selection_cap,
+                  "performance_selection_cap": body.performance_selection_cap, "uploads_open": body.uploads_open}
         return json_response(policy_out(domain.put_policy(current_principal(), code, values)))
 
     # -- outcomes -------------------------------------------------------------------------------------------
@@ -499,6 +601,41 @@ def install(app, runtime) -> None:
         item, _ = domain.find_file(current_principal(), file_id)
         domain.remove_file(intake, current_principal(), type(item), item.id, file_id)
         return Response(status=204)
+
+    # -- selection (勾選) -------------------------------------------------------------------------------------
+    @api.route("GET", f"{PREFIX}/selections/<year>", summary="A school year's selection: the caller's own, or a "
+               "student's (staff, homeroom teacher)", query=SelectionQuery, response=SelectionOut,
+               tags=["intake-selection"])
+    @require_auth()
+    def get_selection(year):
+        query = read_query(SelectionQuery)
+        return json_response(selection_out(domain.get_selection(current_principal(), year, query.student_id)))
+
+    @api.route("PUT", f"{PREFIX}/selections/<year>", summary="Select (勾選) the year's certified outcomes and "
+               "performances (replaces the selection)", body=SelectionIn, response=SelectionOut,
+               tags=["intake-selection"])
+    @require_auth("student")
+    def put_selection(year):
+        body = read_json(SelectionIn)
+        view = domain.put_selection(current_principal(), year, body.outcome_ids, body.performance_ids)
+        return json_response(selection_out(view))
+
+    @api.route("GET", f"{PREFIX}/schools/<code>/selections/<year>", summary="Every selection of the school year "
+               "(staff)", query=SchoolSelectionQuery, response=SelectionList, tags=["intake-selection"])
+    @require_auth()
+    def list_selections(code, year):
+        query = read_query(SchoolSelectionQuery)
+        total, views = domain.list_selections(current_principal(), code, year, offset=query.offset, limit=query.limit)
+        return json_response({"total": total, "items": [selection_out(v) for v in views]})
+
+    @api.route("POST", f"{PREFIX}/schools/<code>/selections/<year>/lock", summary="Lock the school year's "
+               "selections once the year is submitted (school admin)", response=YearLockOut,
+               tags=["intake-selection"])
+    @require_auth("school_admin")
+    def lock_selections(code, year):
+        lock, marked = domain.lock_year(current_principal(), code, year)
+        return json_response(YearLockOut(school=lock.school, year=lock.year, locked_at=lock.locked_at,
+                                         locked_by=lock.locked_by, newly_locked=marked).model_dump(mode="json"))
 
     def _start_direct(model: type[Item], item_id: str):
         body = read_json(DirectUploadIn)

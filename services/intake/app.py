@@ -17,7 +17,7 @@ from shared.storage import FileMediaStore, media_store
 
 from . import api, consumers
 from .domain import Intake, sweep_direct_uploads
-from .models import Outcome, Performance
+from .models import Outcome, Performance, Selection, YearLock
 
 log = logging.getLogger("footprint.intake")
 
@@ -42,7 +42,7 @@ def _sweep_every(runtime: Runtime, intake: Intake, interval: float) -> None:
             log.warning("sweeping direct uploads failed", exc_info=True)
 
 
-SPEC = ServiceSpec(name="intake", aggregates=[Outcome, Performance], subscriptions=consumers.subscriptions,
+SPEC = ServiceSpec(name="intake", aggregates=[Outcome, Performance, Selection, YearLock], subscriptions=consumers.subscriptions,
                    install_api=api.install, on_start=_start, seed_demo=None)
 
 

@@ -4,7 +4,7 @@
 - ``intake.course-catalogue``: records.section.* and records.enrolment.* → Section and Enrolment;
 - ``intake.certification-status``: certification.outcome.certified/returned → the outcome's status;
 - ``intake.substitutes``: certification.substitute.* → who may open a teacher's outcomes for them (代理人);
-- ``intake.windows``: scheduling.window.scheduled.v1 → the upload windows intake enforces (Window; every replica
+- ``intake.windows``: scheduling.window.scheduled.v1 → the upload and selection windows intake enforces (Window; every replica
   reads the same collection, so a change applies everywhere at once).
 
 Every handler is idempotent (the bus also drops redelivered ids) and order-safe: projections keep the time
@@ -75,9 +75,13 @@ def apply_catalogue_event(envelope: Envelope, payload) -> None:
             log.info("ignored stale withdrawal of enrolment %s", payload.enrolment_id)
 
 
+# The windows intake enforces: uploads of each kind, and 勾選 (selection).
+ENFORCED_WINDOWS = ("outcome_upload", "performance_upload", "selection")
+
+
 def apply_window_event(envelope: Envelope, payload) -> None:
     """The latest announcement of a window wins (by occurred_at); a repeated or older one changes nothing."""
-    if isinstance(payload, WindowSet) and payload.kind in ("outcome_upload", "performance_upload") \
+    if isinstance(payload, WindowSet) and payload.kind in ENFORCED_WINDOWS \
             and envelope.school in (None, payload.school):
         _upsert_if_newer(Window, payload.window_id, envelope, {
             "school": payload.school, "term": payload.term, "kind": payload.kind, "starts_at": payload.starts_at,

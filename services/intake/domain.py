@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, BinaryIO, Callable, Iterator
 from urllib.parse import unquote
 
-from mongoengine import Q
+from mongoengine import NotUniqueError, Q
 
 from shared.auth import Principal
 from shared.errors import ERRORS, DomainError, field_error
@@ -35,7 +35,7 @@ from shared.storage import MissingObject, verified_read
 
 from . import events
 from .models import (MAX_FILES, DirectUpload, Directory, Enrolment, FileRecord, Item, Outcome, Performance, Policy,
-                     Section, Substitution, Window, new_id, now)
+                     Section, Selection, Substitution, Window, YearLock, new_id, now)
 
 log = logging.getLogger("footprint.intake")
 
@@ -43,6 +43,13 @@ log = logging.getLogger("footprint.intake")
 # the window and its dates.
 ERRORS.update({
     "window_closed": (409, "目前不在此項目的上傳期間。", "This item's upload window is not open now."),
+    "selection_locked": (409, "本學年度的勾選已提交並鎖定，不能再修改。",
+                         "This school year's selection was submitted and is locked."),
+    "selection_cap_exceeded": (422, "勾選的項目超過上限。", "More items are selected than the cap allows."),
+    "not_selectable": (422, "只能勾選自己該學年度已認證的課程學習成果，以及自己該學年度的多元表現。",
+                       "Only your own certified course outcomes and your own diverse performances of that school "
+                       "year can be selected."),
+    "item_selected": (409, "此項目已勾選，請先取消勾選再修改。", "This item is selected: unselect it before changing it."),
 })
 
 CHUNK = 256 * 1024
@@ -190,8 +197,12 @@ def item_terms(item: Item) -> list[str]:
 def check_window(item: Item, at: datetime | None = None) -> None:
     """409 window_closed outside the item's upload window. A school and term without a window of that kind
     (scheduling never announced one) is not restricted: windows apply once they are set."""
-    kind = WINDOW_OF[type(item)]
-    windows = list(Window.objects(window_id__in=[f"{item.school}:{term}:{kind}" for term in item_terms(item)]))
+    check_windows(item.school, item_terms(item), WINDOW_OF[type(item)], at)
+
+
+def check_windows(school: str, terms: list[str], kind: str, at: datetime | None = None) -> None:
+    """409 window_closed unless one of the school's ``kind`` windows of ``terms`` is open (none known: open)."""
+    windows = list(Window.objects(window_id__in=[f"{school}:{term}:{kind}" for term in terms]))
     if not windows:
         return
     at = at or now()
@@ -213,6 +224,9 @@ def check_window(item: Item, at: datetime | None = None) -> None:
 def _check_editable(item: Item) -> None:
     if not item.editable:
         raise DomainError("item_locked")
+    if isinstance(item, Performance) and Selection.objects(school=item.school, performance_ids=item.id).count():
+        # A selection carries its items whole (intake.selection.changed.v1): a selected one stays as selected.
+        raise DomainError("item_selected")
 
 
 def _enforce_cap(model: type[Item], item: Item, scope: dict, cap: int) -> Item:
@@ -818,3 +832,163 @@ def file_link(intake: Intake, record: FileRecord, expires: int) -> str | None:
         return intake.store.link(record.storage_key, min(expires, LINK_SECONDS), record.name)
     except Exception as exc:
         raise DomainError("storage_unavailable") from exc
+
+
+# ---- selection (勾選) ------------------------------------------------------------------------------------------
+# Intake owns selection because it owns what is selected: the certified state of outcomes (projected from
+# certification) and the performances themselves. A selection is saved whole with the snapshot of its items in
+# one event, so the exchange never has to ask intake for anything while it builds a package.
+
+YEAR = re.compile(r"^[0-9]{3}$")
+
+
+@dataclass
+class SelectionView:
+    selection: Selection
+    outcomes: list[Outcome]
+    performances: list[Performance]
+    caps: dict[str, int]
+    locked: bool
+
+
+def _year(year: str) -> str:
+    if not YEAR.match(year or ""):
+        raise DomainError("validation_failed", "the school year is 3 digits (學年度, e.g. 112)",
+                          errors=[field_error("year", "pattern", "3 digits, e.g. 112", "學年度為 3 位數字，例如 112")])
+    return year
+
+
+def selection_caps(policy: Policy) -> dict[str, int]:
+    return {"outcomes": policy.outcome_selection_cap, "performances": policy.performance_selection_cap}
+
+
+def _year_locked(school: str, year: str) -> bool:
+    return YearLock.objects(id=f"{school}:{year}").count() > 0
+
+
+def _view(selection: Selection) -> SelectionView:
+    outcomes = {o.id: o for o in Outcome.objects(id__in=selection.outcome_ids)}
+    performances = {p.id: p for p in Performance.objects(id__in=selection.performance_ids)}
+    return SelectionView(selection=selection, outcomes=[outcomes[i] for i in selection.outcome_ids if i in outcomes],
+                         performances=[performances[i] for i in selection.performance_ids if i in performances],
+                         caps=selection_caps(Policy.of(selection.school)),
+                         locked=selection.locked_at is not None or _year_locked(selection.school, selection.year))
+
+
+def _selection_of(school: str, student_id: str, year: str) -> Selection:
+    key = Selection.key(school, student_id, year)
+    return Selection.objects(id=key).first() or Selection(id=key, school=school, student_id=student_id, year=year)
+
+
+def get_selection(principal: Principal, year: str, student_id: str | None = None) -> SelectionView:
+    """The caller's own selection, or (staff, the student's homeroom teacher) a student's of the same school."""
+    year = _year(year)
+    if student_id is None or student_id == principal.user_id:
+        school = _student_school(principal)
+        return _view(_selection_of(school, principal.user_id, year))
+    if principal.school is None:
+        raise DomainError("not_found")
+    student = _directory_entry(principal.school, student_id)
+    if student is None:
+        raise DomainError("not_found")
+    homeroom = _homeroom_class(principal)
+    if not principal.has(*STAFF_VIEWERS) and not (homeroom and student.class_name == homeroom):
+        raise DomainError("forbidden")
+    return _view(_selection_of(principal.school, student_id, year))
+
+
+def list_selections(principal: Principal, school: str, year: str, *, offset: int, limit: int
+                    ) -> tuple[int, list[SelectionView]]:
+    _school_of(principal, school)
+    if not principal.has(*STAFF_VIEWERS):
+        raise DomainError("forbidden")
+    found = Selection.objects(school=school, year=_year(year)).order_by("student_id")
+    return found.count(), [_view(s) for s in found.skip(offset).limit(limit)]
+
+
+def _selectable(principal: Principal, year: str, outcome_ids: list[str], performance_ids: list[str]
+                ) -> tuple[list[Outcome], list[Performance]]:
+    errors = []
+    outcomes = {o.id: o for o in Outcome.objects(id__in=outcome_ids, school=principal.school,
+                                                 student_id=principal.user_id, deleted_at=None)}
+    for index, outcome_id in enumerate(outcome_ids):
+        outcome = outcomes.get(outcome_id)
+        if outcome is None or _term_code(outcome.term)[:3] != year:
+            errors.append(field_error(f"outcome_ids[{index}]", "not_yours_or_other_year",
+                                      f"{outcome_id}: not your course outcome of {year}",
+                                      f"{outcome_id}：不是你 {year} 學年度的課程學習成果"))
+        elif outcome.status != "certified":
+            errors.append(field_error(f"outcome_ids[{index}]", "not_certified",
+                                      f"{outcome_id}: not certified (it is {outcome.status})",
+                                      f"{outcome_id}：尚未通過教師認證"))
+    performances = {p.id: p for p in Performance.objects(id__in=performance_ids, school=principal.school,
+                                                         student_id=principal.user_id, deleted_at=None)}
+    for index, performance_id in enumerate(performance_ids):
+        item = performances.get(performance_id)
+        if item is None or item.year != year:
+            errors.append(field_error(f"performance_ids[{index}]", "not_yours_or_other_year",
+                                      f"{performance_id}: not your diverse performance of {year}",
+                                      f"{performance_id}：不是你 {year} 學年度的多元表現"))
+    if errors:
+        raise DomainError("not_selectable", errors=errors)
+    return [outcomes[i] for i in outcome_ids], [performances[i] for i in performance_ids]
+
+
+def put_selection(principal: Principal, year: str, outcome_ids: list[str], performance_ids: list[str]
+                  ) -> SelectionView:
+    """Replace the caller's selection of ``year``: within the school's caps, only certified outcomes of the
+    year, inside the 勾選 window (once scheduling set one), never after the year was locked. Saving the same
+    lists again changes nothing and announces nothing."""
+    school = _student_school(principal)
+    year = _year(year)
+    duplicates = sorted({i for i in outcome_ids if outcome_ids.count(i) > 1} |
+                        {i for i in performance_ids if performance_ids.count(i) > 1})
+    if duplicates:
+        raise DomainError("validation_failed", f"selected more than once: {', '.join(duplicates)}")
+    caps = selection_caps(Policy.of(school))
+    over = [field_error(name, "cap", f"at most {caps[name]} (selected {len(ids)})",
+                        f"最多勾選 {caps[name]} 項（目前 {len(ids)} 項）")
+            for name, ids in (("outcomes", outcome_ids), ("performances", performance_ids)) if len(ids) > caps[name]]
+    if over:
+        raise DomainError("selection_cap_exceeded", errors=over, caps=caps)
+    selection = _selection_of(school, principal.user_id, year)
+    if selection.locked_at is not None or _year_locked(school, year):
+        raise DomainError("selection_locked")
+    check_windows(school, [f"{year}01", f"{year}02"], "selection")
+    outcomes, performances = _selectable(principal, year, outcome_ids, performance_ids)
+    if selection.pk is not None and selection.revision and list(selection.outcome_ids) == outcome_ids \
+            and list(selection.performance_ids) == performance_ids:
+        return _view(selection)
+    selection.outcome_ids, selection.performance_ids = outcome_ids, performance_ids
+    selection.revision = (selection.revision or 0) + 1
+    selection.updated_at, selection.updated_by = now(), principal.user_id
+    try:
+        save_with_events(selection, [events.selection_changed(selection, outcomes, performances)])
+    except NotUniqueError:
+        raise DomainError("conflict", "the selection changed at the same moment; reload and try again")
+    if _year_locked(school, year):
+        # The year was locked between the check above and this write: the lock covers this selection too.
+        Selection._get_collection().update_one({"_id": selection.id, "locked_at": None},
+                                               {"$set": {"locked_at": now(), "locked_by": "year-lock"}})
+        selection.reload()
+    return _view(selection)
+
+
+def lock_year(principal: Principal, school: str, year: str) -> tuple[YearLock, int]:
+    """Lock every selection of the school year (the year's submission was made): the lock is one document
+    inserted with its event, so locking twice is one lock; then every selection of the year is marked."""
+    _school_of(principal, school)
+    if not principal.has("school_admin"):
+        raise DomainError("forbidden")
+    year = _year(year)
+    moment = now()
+    count = Selection.objects(school=school, year=year).count()
+    lock = YearLock(id=f"{school}:{year}", school=school, year=year, locked_at=moment, locked_by=principal.user_id)
+    try:
+        save_with_events(lock, [events.selection_locked(school, year, count, principal.user_id)])
+    except NotUniqueError:
+        lock = YearLock.objects(id=f"{school}:{year}").first()
+    marked = Selection._get_collection().update_many(
+        {"school": school, "year": year, "locked_at": None},
+        {"$set": {"locked_at": lock.locked_at, "locked_by": lock.locked_by}, "$inc": {"version": 1}})
+    return lock, marked.modified_count

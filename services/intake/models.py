@@ -1,6 +1,7 @@
 """Intake's documents (database ``footprint_intake``). Every document carries its school.
 
-Aggregates (with outboxes): Outcome (課程學習成果) and Performance (多元表現). Local read models fed by
+Aggregates (with outboxes): Outcome (課程學習成果), Performance (多元表現) and Selection (勾選, a student's
+selected items of one school year). Local read models fed by
 events, so intake never calls another service synchronously: the school's upload Policy (its own switch and
 limits, set here by the school admin), Window (the upload windows scheduling announces), Section and
 Enrolment (from records) and the user directory (from identity).
@@ -29,6 +30,8 @@ TERM_PATTERN = r"^[0-9]{3}0?[12]$"
 
 OUTCOME_STATUSES = ("draft", "submitted", "certified", "returned")
 EDITABLE = ("draft", "returned")
+# What a student may select (勾選) per school year, nationally; a school may set lower caps.
+NATIONAL_SELECTION_CAPS = {"outcomes": 6, "performances": 10}
 PERFORMANCE_CATEGORIES = ("competition", "licence", "service_learning", "group_activity", "flexible_learning",
                           "workplace_learning", "other")
 
@@ -52,6 +55,10 @@ class Policy(Document):
     media_limit = IntField(default=MEDIA_LIMIT_MAX, min_value=1, max_value=MEDIA_LIMIT_MAX)
     outcome_cap_per_term = IntField(default=6, min_value=1)
     performance_cap_per_year = IntField(default=10, min_value=1)
+    outcome_selection_cap = IntField(default=NATIONAL_SELECTION_CAPS["outcomes"], min_value=1,
+                                     max_value=NATIONAL_SELECTION_CAPS["outcomes"])
+    performance_selection_cap = IntField(default=NATIONAL_SELECTION_CAPS["performances"], min_value=1,
+                                         max_value=NATIONAL_SELECTION_CAPS["performances"])
     uploads_open = BooleanField(default=True)
     updated_at = DateTimeField(null=True)
     updated_by = StringField(null=True)
@@ -150,6 +157,41 @@ class Performance(Item):
     @property
     def editable(self) -> bool:
         return self.status == "draft"
+
+
+class Selection(Aggregate):
+    """A student's 勾選 for one school year (``_id`` = <school>:<student_id>:<year>): which certified outcomes and
+    which performances go to the central database. Replaced whole on each change (``revision`` +1, announced
+    with intake.selection.changed.v1 in the same write); locked for good once the year is submitted."""
+
+    meta = {"db_alias": ALIAS, "collection": "selections", "indexes": [("school", "year"), "performance_ids"]}
+    id = StringField(primary_key=True)
+    school = StringField(required=True, regex=r"^[0-9]{6}$")
+    student_id = StringField(required=True)
+    year = StringField(required=True, regex=r"^[0-9]{3}$")
+    outcome_ids = ListField(StringField(), default=list)
+    performance_ids = ListField(StringField(), default=list)
+    revision = IntField(default=0)
+    updated_at = DateTimeField(null=True)
+    updated_by = StringField(null=True)
+    locked_at = DateTimeField(null=True)
+    locked_by = StringField(null=True)
+
+    @staticmethod
+    def key(school: str, student_id: str, year: str) -> str:
+        return f"{school}:{student_id}:{year}"
+
+
+class YearLock(Aggregate):
+    """A school year whose selections are locked (``_id`` = <school>:<year>), inserted with its
+    intake.selection.locked.v1: a selection after the lock (by a student who had none yet) is refused too."""
+
+    meta = {"db_alias": ALIAS, "collection": "year_locks"}
+    id = StringField(primary_key=True)
+    school = StringField(required=True)
+    year = StringField(required=True)
+    locked_at = DateTimeField(required=True)
+    locked_by = StringField(required=True)
 
 
 class DirectUpload(Document):
