@@ -384,6 +384,25 @@ class WindowClosed(WindowFacts):
     """The window's end passed (once per end of the window)."""
 
 
+# ---- central submission exchange --------------------------------------------------------------------------
+
+@event_type("exchange.submission.finalized.v1")
+class SubmissionFinalized(Payload):
+    """A school marked a submission final (定案): nothing it covers may change again. Scope ``term``: the term's
+    basic data and course records (records refuses changes in ``term``). Scope ``year``: the academic year's course
+    outcomes, diverse performances and selections (intake and certification refuse changes in the terms
+    ``<year>01`` and ``<year>02``)."""
+
+    submission_id: str
+    school: str
+    scope: Literal["term", "year"]
+    term: str = Field(pattern=r"^[0-9]{3}0[12]$")
+    year: str = Field(pattern=r"^[0-9]{3}$")
+    version: int
+    finalized_by: str
+    finalized_at: datetime
+
+
 __all__ = [
     "EXCHANGE", "CATALOGUE", "Envelope", "Payload", "make_event", "parse_event", "UnknownEvent", "ValidationError",
     "SchoolCreated", "SchoolUpdated", "SchoolDeactivated", "UserCreated", "UserUpdated", "UserDeactivated",
@@ -391,5 +410,5 @@ __all__ = [
     "EnrolmentCreated", "EnrolmentWithdrawn", "GradeRecorded", "StoredFile", "OutcomeSubmitted", "SelectedOutcome",
     "SelectedPerformance", "SelectionChanged", "SelectionLocked", "OutcomeCertified",
     "OutcomeReturned", "SubstituteAssigned", "SubstituteRemoved", "WindowKind", "WINDOW_NAMES", "WindowFacts", "WindowSet",
-    "WindowOpened", "WindowClosing", "WindowClosed",
+    "WindowOpened", "WindowClosing", "WindowClosed", "SubmissionFinalized",
 ]
