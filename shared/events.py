@@ -200,6 +200,27 @@ class GradeRecorded(Payload):
     makeup: bool = False
 
 
+class CadreFacts(Payload):
+    cadre_id: str
+    school: str
+    term: str = Field(pattern=r"^[0-9]{3}0[12]$")
+    student_id: str
+
+
+@event_type("records.cadre.recorded.v1")
+class CadreRecorded(CadreFacts):
+    """A cadre record (幹部經歷) was entered (or entered again after its removal)."""
+
+    level: Literal["school", "class", "club"]
+    unit: str
+    title: str
+
+
+@event_type("records.cadre.removed.v1")
+class CadreRemoved(CadreFacts):
+    """A cadre record was removed."""
+
+
 # ---- intake --------------------------------------------------------------------------------------------
 
 class StoredFile(Payload):
@@ -281,6 +302,8 @@ class SelectionLocked(Payload):
     school: str
     year: str = Field(pattern=r"^[0-9]{3}$")
     students: int = Field(description="how many selections were locked")
+    revisions: int | None = Field(default=None, description="the sum of the locked selections' revisions: a projection "
+                                  "holding `students` selections whose revisions add up to it has every one of them")
     locked_by: str
 
 
@@ -386,6 +409,19 @@ class WindowClosed(WindowFacts):
 
 # ---- central submission exchange --------------------------------------------------------------------------
 
+@event_type("exchange.submission.requested.v1")
+class SubmissionRequested(Payload):
+    """Staff asked for a submission to the central database. Scope ``year``: intake locks the academic year's
+    selections (``intake.selection.locked.v1``) before the exchange builds the package from them."""
+
+    submission_id: str
+    school: str
+    scope: Literal["term", "year"]
+    term: str = Field(pattern=r"^[0-9]{3}0[12]$")
+    year: str = Field(pattern=r"^[0-9]{3}$")
+    requested_by: str
+
+
 @event_type("exchange.submission.finalized.v1")
 class SubmissionFinalized(Payload):
     """A school marked a submission final (定案): nothing it covers may change again. Scope ``term``: the term's
@@ -407,8 +443,9 @@ __all__ = [
     "EXCHANGE", "CATALOGUE", "Envelope", "Payload", "make_event", "parse_event", "UnknownEvent", "ValidationError",
     "SchoolCreated", "SchoolUpdated", "SchoolDeactivated", "UserCreated", "UserUpdated", "UserDeactivated",
     "UserFacts", "StudentFacts", "Role", "StudentStatus", "SectionFacts", "SectionCreated", "SectionUpdated",
-    "EnrolmentCreated", "EnrolmentWithdrawn", "GradeRecorded", "StoredFile", "OutcomeSubmitted", "SelectedOutcome",
+    "EnrolmentCreated", "EnrolmentWithdrawn", "GradeRecorded", "CadreFacts", "CadreRecorded", "CadreRemoved", "StoredFile", "OutcomeSubmitted", "SelectedOutcome",
     "SelectedPerformance", "SelectionChanged", "SelectionLocked", "OutcomeCertified",
     "OutcomeReturned", "SubstituteAssigned", "SubstituteRemoved", "WindowKind", "WINDOW_NAMES", "WindowFacts", "WindowSet",
-    "WindowOpened", "WindowClosing", "WindowClosed", "SubmissionFinalized",
+    "WindowOpened", "WindowClosing", "WindowClosed", "SubmissionRequested",
+    "SubmissionFinalized",
 ]

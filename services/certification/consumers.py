@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from shared.bus import Subscription
 from shared.events import Envelope, OutcomeSubmitted, SectionFacts
+from shared.finality import finality_subscription
 from shared.projections import user_directory_subscription
 
 from . import domain
-from .models import DirectoryUser
+from .models import DirectoryUser, FinalPeriod
 
 SUBMISSIONS = "certification.submissions"
 COURSE_CATALOGUE = "certification.course-catalogue"
@@ -32,4 +33,5 @@ def subscriptions(runtime) -> list[Subscription]:
         Subscription(queue=SUBMISSIONS, event_types=["intake.outcome.submitted.v1"], handler=on_submission),
         Subscription(queue=COURSE_CATALOGUE, event_types=SECTION_EVENTS, handler=on_section),
         user_directory_subscription("certification", DirectoryUser),  # queue certification.user-directory
+        finality_subscription("certification", FinalPeriod),  # queue certification.finality
     ]

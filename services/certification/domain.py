@@ -29,11 +29,12 @@ from pymongo.errors import DuplicateKeyError
 from shared.auth import Principal
 from shared.errors import DomainError, field_error
 from shared.events import Envelope, OutcomeSubmitted, SectionFacts
+from shared.finality import refuse_if_year_final
 from shared.outbox import save_with_events
 from shared.projections import unless_newer
 
 from . import events
-from .models import AuditEntry, Certification, DirectoryUser, OutcomeFile, Section, Substitute, now
+from .models import AuditEntry, Certification, DirectoryUser, FinalPeriod, OutcomeFile, Section, Substitute, now
 
 log = logging.getLogger("footprint.certification")
 
@@ -216,6 +217,7 @@ def _decide(principal: Principal, outcome_id: str, action: str, client: str | No
         raise DomainError("forbidden", "only the section's teachers or their substitutes decide on it")
     if record.state != "submitted":
         raise DomainError("invalid_transition", f"the outcome is {record.state}; only a submitted one can be {action}")
+    refuse_if_year_final(FinalPeriod, record.school, record.term)
     at = now()
     record.state, record.decided_by, record.on_behalf_of, record.decided_at = action, principal.user_id, on_behalf_of, at
     record.reason = reason

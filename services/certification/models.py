@@ -14,6 +14,7 @@ from mongoengine import (BooleanField, DateTimeField, Document, EmbeddedDocument
                          ListField, StringField)
 
 from shared.outbox import Aggregate
+from shared.finality import final_periods
 from shared.projections import user_directory
 
 ALIAS = "certification"
@@ -45,6 +46,7 @@ class Section(Document):
 
 
 DirectoryUser = user_directory(ALIAS)
+FinalPeriod = final_periods(ALIAS)  # school years a school made final (shared/finality.py)
 
 
 class OutcomeFile(EmbeddedDocument):

@@ -5,7 +5,9 @@
 - ``intake.certification-status``: certification.outcome.certified/returned → the outcome's status;
 - ``intake.substitutes``: certification.substitute.* → who may open a teacher's outcomes for them (代理人);
 - ``intake.windows``: scheduling.window.scheduled.v1 → the upload and selection windows intake enforces (Window; every replica
-  reads the same collection, so a change applies everywhere at once).
+  reads the same collection, so a change applies everywhere at once);
+- ``intake.finality``: exchange.submission.finalized.v1 → the school years whose outcomes, performances and
+  selections refuse every change (409 year_final; shared/finality.py).
 
 Every handler is idempotent (the bus also drops redelivered ids) and order-safe: projections keep the time
 of the event that last wrote them and ignore older ones; a certification decision applies only to the
@@ -20,9 +22,10 @@ from pymongo.errors import DuplicateKeyError
 from shared.bus import Subscription
 from shared.events import (EnrolmentCreated, EnrolmentWithdrawn, Envelope, OutcomeCertified, OutcomeReturned,
                            SectionCreated, SectionUpdated, SubstituteAssigned, SubstituteRemoved, WindowSet)
+from shared.finality import finality_subscription
 from shared.projections import unless_newer, user_directory_subscription
 
-from .models import Directory, Enrolment, Outcome, Section, Substitution, Window, now
+from .models import Directory, Enrolment, FinalPeriod, Outcome, Section, Substitution, Window, now
 
 log = logging.getLogger("footprint.intake.consumers")
 
@@ -119,4 +122,5 @@ def subscriptions(runtime) -> list[Subscription]:
                      handler=apply_certification_event),
         Subscription(queue="intake.substitutes", event_types=SUBSTITUTE_EVENTS, handler=apply_substitute_event),
         Subscription(queue="intake.windows", event_types=["scheduling.window.scheduled.v1"], handler=apply_window_event),
+        finality_subscription("intake", FinalPeriod),  # queue intake.finality
     ]

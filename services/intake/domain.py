@@ -30,10 +30,12 @@ from shared.auth import Principal
 from shared.errors import ERRORS, DomainError, field_error
 from shared.events import WINDOW_NAMES
 from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_name, display_name
+from shared.finality import refuse_if_year_final
 from shared.outbox import save_with_events
 from shared.storage import MissingObject, verified_read
 
 from . import events
+from .models import FinalPeriod
 from .models import (MAX_FILES, DirectUpload, Directory, Enrolment, FileRecord, Item, Outcome, Performance, Policy,
                      Section, Selection, Substitution, Window, YearLock, new_id, now)
 
@@ -221,7 +223,13 @@ def check_windows(school: str, terms: list[str], kind: str, at: datetime | None 
         window={"kind": kind, "term": window.term, "starts_at": starts.isoformat(), "ends_at": ends.isoformat()})
 
 
+def _refuse_if_final(item: Item) -> None:
+    """409 year_final once the school made the item's school year final (shared/finality.py)."""
+    refuse_if_year_final(FinalPeriod, item.school, item_terms(item)[0])
+
+
 def _check_editable(item: Item) -> None:
+    _refuse_if_final(item)
     if not item.editable:
         raise DomainError("item_locked")
     if isinstance(item, Performance) and Selection.objects(school=item.school, performance_ids=item.id).count():
@@ -264,6 +272,7 @@ def create_outcome(principal: Principal, section_id: str, brief: str) -> Outcome
     outcome = Outcome(school=school, student_id=principal.user_id, term=enrolment.term, section_id=section_id,
                       enrolment_id=enrolment.enrolment_id, course_code=course_code,
                       subject_name=section.subject_name if section else "", brief=brief)
+    _refuse_if_final(outcome)
     check_window(outcome)
     return _enforce_cap(Outcome, outcome, {"school": school, "student_id": principal.user_id, "term": enrolment.term},
                         policy.outcome_cap_per_term)
@@ -283,6 +292,7 @@ def submit_outcome(principal: Principal, outcome_id: str, submitted_from: str) -
     outcome = owned_item(principal, Outcome, outcome_id)
     if outcome.status not in ("draft", "returned"):
         raise DomainError("invalid_transition", f"an outcome that is {outcome.status} cannot be submitted")
+    _refuse_if_final(outcome)
     _check_open(Policy.of(outcome.school), outcome)
     errors = []
     if not outcome.files:
@@ -348,6 +358,7 @@ def create_performance(principal: Principal, values: dict) -> Performance:
     _check_open(policy)
     performance = Performance(school=school, student_id=principal.user_id, **values)
     _check_dates(performance)
+    _refuse_if_final(performance)
     check_window(performance)
     return _enforce_cap(Performance, performance,
                         {"school": school, "student_id": principal.user_id, "year": performance.year},
@@ -952,6 +963,7 @@ def put_selection(principal: Principal, year: str, outcome_ids: list[str], perfo
     if over:
         raise DomainError("selection_cap_exceeded", errors=over, caps=caps)
     selection = _selection_of(school, principal.user_id, year)
+    refuse_if_year_final(FinalPeriod, school, year)
     if selection.locked_at is not None or _year_locked(school, year):
         raise DomainError("selection_locked")
     check_windows(school, [f"{year}01", f"{year}02"], "selection")

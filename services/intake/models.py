@@ -15,6 +15,7 @@ from mongoengine import (BooleanField, DateTimeField, Document, EmbeddedDocument
                          IntField, ListField, StringField)
 
 from shared.outbox import Aggregate
+from shared.finality import final_periods
 from shared.projections import user_directory
 
 ALIAS = "intake"
@@ -283,3 +284,4 @@ class Window(Document):
 
 
 Directory = user_directory(ALIAS)
+FinalPeriod = final_periods(ALIAS)  # school years a school made final (shared/finality.py)

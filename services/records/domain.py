@@ -23,9 +23,11 @@ from pymongo.errors import DuplicateKeyError
 from shared.auth import Principal
 from shared.errors import DomainError, field_error
 from shared.filecheck import DOCUMENT, Inspector, clean_file_name, display_name
+from shared.finality import refuse_if_term_final
 from shared.outbox import save_with_events
 
 from . import events
+from .models import FinalPeriod
 from .models import (ATTENDANCE_KINDS, COURSE_CODE_PATTERN, TERM_PATTERN, Achievement, Attachment, Attendance, Cadre,
                      CareerNote, ClubMembership, CounsellingRecord, Directory, Enrolment, Grade, Section, Term, key_id,
                      new_id, now)
@@ -264,6 +266,7 @@ def create_section(principal: Principal, school: str, *, term: str, course_code:
     writer(principal, school, "sections")
     check_course_code(course_code)
     require_term(school, term)
+    refuse_if_term_final(FinalPeriod, school, term)
     section = Section(school=school, term=term, course_code=course_code, subject_name=subject_name, credits=credits,
                       category=category, section_name=section_name, teacher_ids=resolve_teachers(school, teacher_ids),
                       created_by=principal.user_id)
@@ -284,6 +287,7 @@ def get_section(principal: Principal, school: str, section_id: str) -> Section:
 def update_section(principal: Principal, school: str, section_id: str, changes: dict) -> Section:
     writer(principal, school, "sections")
     section = get_section(principal, school, section_id)
+    refuse_if_term_final(FinalPeriod, school, section.term)
     if changes.get("course_code") is not None:
         check_course_code(changes["course_code"])
     if changes.get("teacher_ids") is not None:
@@ -329,6 +333,7 @@ def enrol(principal: Principal, school: str, section_id: str, *, student_id: str
           student_no: str | None = None) -> Enrolment:
     writer(principal, school, "enrolments")
     section = get_section(principal, school, section_id)
+    refuse_if_term_final(FinalPeriod, school, section.term)
     student = resolve_student(school, student_id=student_id, student_no=student_no, for_enrolment=True)
     existing = Enrolment.objects(section_id=section.id, student_id=student.id).first()
     if existing is not None:
@@ -345,9 +350,11 @@ def enrol(principal: Principal, school: str, section_id: str, *, student_id: str
 
 
 def _enrolment(school: str, enrolment_id: str) -> Enrolment:
+    """An enrolment about to change (withdrawn, graded): not in a final term."""
     enrolment = Enrolment.objects(id=enrolment_id, school=school).first()
     if enrolment is None:
         raise DomainError("not_found")
+    refuse_if_term_final(FinalPeriod, school, enrolment.term)
     return enrolment
 
 
@@ -466,6 +473,7 @@ def add_cadre(principal: Principal, school: str, *, student_id: str | None, stud
               level: str, unit: str, title: str) -> Cadre:
     writer(principal, school, "cadres")
     parse_term(term)
+    refuse_if_term_final(FinalPeriod, school, term)
     student = resolve_student(school, student_id=student_id, student_no=student_no)
     cadre = Cadre(id=key_id(school, term, student.id, level, unit, title), school=school, term=term, student_id=student.id,
                   student_no=student.student_no, level=level, unit=unit, title=title, entered_by=principal.user_id)
@@ -479,6 +487,7 @@ def add_club(principal: Principal, school: str, *, student_id: str | None, stude
              role: str) -> ClubMembership:
     writer(principal, school, "clubs")
     parse_term(term)
+    refuse_if_term_final(FinalPeriod, school, term)
     student = resolve_student(school, student_id=student_id, student_no=student_no)
     membership = ClubMembership(id=key_id(school, term, student.id, club), school=school, term=term, student_id=student.id,
                                 student_no=student.student_no, club=club, role=role, entered_by=principal.user_id)
@@ -491,6 +500,7 @@ def add_club(principal: Principal, school: str, *, student_id: str | None, stude
 def set_attendance(principal: Principal, school: str, term: str, student_id: str, counts: dict[str, int]) -> Attendance:
     writer(principal, school, "attendance")
     parse_term(term)
+    refuse_if_term_final(FinalPeriod, school, term)
     student = resolve_student(school, student_id=student_id)
     full = {kind: int(counts.get(kind, 0)) for kind in ATTENDANCE_KINDS}
     record = Attendance.objects(id=key_id(school, term, student.id)).first()
@@ -529,6 +539,8 @@ def delete_basic(model, resource: str, principal: Principal, school: str, record
         raise DomainError("not_found")
     if model is Achievement and not principal.has("school_admin", record.entered_role or "school_admin"):
         raise DomainError("forbidden", "only the organising unit that entered it may delete it")
+    if getattr(record, "term", None):
+        refuse_if_term_final(FinalPeriod, school, record.term)
     record.delete()
 
 

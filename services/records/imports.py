@@ -25,12 +25,14 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.auth import Principal
 from shared.errors import DomainError, field_error, problem
+from shared.finality import is_final
 from shared.spreadsheets import NumericCell, read_rows
 from shared.outbox import insert_with_events, save_with_events
 from shared.tracing import span
 
 from . import events
 from .domain import WRITERS, enrolment_problem, grade_problems, seal
+from .models import FinalPeriod
 from .models import (ATTENDANCE_KINDS, CADRE_LEVELS, CATEGORIES, COURSE_CODE_PATTERN, TERM_PATTERN, Attendance, Cadre,
                      ClubMembership, Directory, Enrolment, Grade, ImportJob, Section, Term, key_id, now)
 
@@ -220,8 +222,15 @@ class Importer:
         self.seen: set = set()
         self.terms = {t.code for t in Term.objects(school=school).only("code")}
         self.file_terms = {r.values.get("term") for r in rows if r.values.get("term")}
+        self.final_terms = {t for t in self.file_terms if is_final(FinalPeriod, school, "term", t)}
         self.students = {d.student_no: d for d in Directory.objects(school=school, roles="student", active__ne=False)
                          .only("id", "student_no", "grade", "status", "class_name") if d.student_no}
+
+    def check_term(self, row: Row, *, must_exist: bool) -> None:
+        _term(row, self.terms, must_exist=must_exist)
+        if row.values.get("term") in self.final_terms:
+            row.error("term", "term_final", "the term's submitted data is final and can no longer change",
+                      "本學期提交的資料已定案，不能再變更")
 
     def student(self, row: Row):
         number = row.values.get("student_no", "")
@@ -288,7 +297,7 @@ class SectionImporter(Importer):
     def check(self, row: Row) -> None:
         v = row.values
         _required(row, REQUIRED["sections"])
-        _term(row, self.terms, must_exist=True)
+        self.check_term(row, must_exist=True)
         _course_code(row)
         credits = _int(row, "credits", 0, 20) if v.get("credits") else None
         if v.get("category") and v["category"] not in CATEGORIES:
@@ -340,7 +349,7 @@ class EnrolmentImporter(_SectionLookup, Importer):
 
     def check(self, row: Row) -> None:
         _required(row, REQUIRED["enrolments"])
-        _term(row, self.terms, must_exist=True)
+        self.check_term(row, must_exist=True)
         _course_code(row)
         student = self.student(row)
         if row.errors:
@@ -384,7 +393,7 @@ class GradeImporter(_SectionLookup, Importer):
     def check(self, row: Row) -> None:
         v = row.values
         _required(row, ("term", "student_no", "course_code"))
-        _term(row, self.terms, must_exist=True)
+        self.check_term(row, must_exist=True)
         _course_code(row)
         score = None
         if v.get("score"):
@@ -442,7 +451,7 @@ class CadreImporter(Importer):
     def check(self, row: Row) -> None:
         v = row.values
         _required(row, REQUIRED["cadres"])
-        _term(row, self.terms, must_exist=False)
+        self.check_term(row, must_exist=False)
         level = LEVEL_NAMES.get(v.get("level", "").lower() if v.get("level", "").isascii() else v.get("level", ""))
         if v.get("level") and level not in CADRE_LEVELS:
             row.error("level", "invalid_level", "level must be 校級/班級/社團 (school/class/club)", "層級須為 校級、班級 或 社團")
@@ -471,7 +480,7 @@ class ClubImporter(Importer):
     def check(self, row: Row) -> None:
         v = row.values
         _required(row, REQUIRED["clubs"])
-        _term(row, self.terms, must_exist=False)
+        self.check_term(row, must_exist=False)
         role = v.get("role") or "社員"
         if len(v.get("club", "")) > 60 or len(role) > 40:
             row.error("club", "too_long", "club at most 60, role at most 40 characters", "社團名稱或職務過長")
@@ -505,7 +514,7 @@ class AttendanceImporter(Importer):
     def check(self, row: Row) -> None:
         v = row.values
         _required(row, REQUIRED["attendance"])
-        _term(row, self.terms, must_exist=False)
+        self.check_term(row, must_exist=False)
         counts = {kind: _int(row, kind, 0, 10000, default=0) for kind in ATTENDANCE_KINDS}
         student = self.student(row)
         if row.errors:

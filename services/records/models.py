@@ -13,6 +13,7 @@ from mongoengine import (BooleanField, DateTimeField, DictField, Document, Embed
                          FloatField, IntField, ListField, StringField)
 
 from shared.outbox import Aggregate
+from shared.finality import final_periods
 from shared.projections import user_directory
 
 ALIAS = "records"
@@ -32,6 +33,7 @@ STUDY_GROUPS = ("資訊", "工程", "數理化", "醫藥衛生", "生命科學",
 
 # Who identity says a user is (school, roles, class, homeroom), fed by identity.user.* events.
 Directory = user_directory(ALIAS)
+FinalPeriod = final_periods(ALIAS)  # terms a school made final (shared/finality.py)
 
 
 def now() -> datetime:

@@ -46,7 +46,7 @@ def test_an_older_event_never_overwrites_a_newer_one(records):
 def test_the_consumer_skips_a_redelivered_event(records):
     """Through the real consumer on the memory bus: a redelivery is acked without a second effect."""
     records.start_workers()
-    (worker,) = records.consumers
+    (worker,) = [w for w in records.consumers if w.sub.queue == "records.user-directory"]
     first = created("teacher02", display_name="第一次")
     envelope = first[0].model_dump(mode="json")
     sentinel = created("counsellor2", display_name="哨兵")[0].model_dump(mode="json")

@@ -82,10 +82,13 @@ def deactivated(username: str, school: str = "999001", *, at: str | None = None)
                                           deactivated_at="2026-01-01T00:00:00Z", reason="left"), school, at)
 
 
-def directory_handler(runtime):
-    (subscription,) = runtime.spec.subscriptions(runtime)
-    assert subscription.queue == "records.user-directory"
+def handler_of(runtime, queue: str):
+    (subscription,) = [s for s in runtime.spec.subscriptions(runtime) if s.queue == queue]
     return subscription.handler
+
+
+def directory_handler(runtime):
+    return handler_of(runtime, "records.user-directory")
 
 
 def feed(runtime, *items) -> None:
