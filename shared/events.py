@@ -221,6 +221,25 @@ class CadreRemoved(CadreFacts):
     """A cadre record was removed."""
 
 
+class CounsellingFacts(Payload):
+    """Which student a 課程諮詢紀錄 is about and in which term: never its content (it stays at school)."""
+
+    record_id: str
+    school: str
+    term: str = Field(pattern=r"^[0-9]{3}0[12]$", description="the term its date falls in (第1學期 Aug–Jan)")
+    student_id: str
+
+
+@event_type("records.counselling.logged.v1")
+class CounsellingLogged(CounsellingFacts):
+    """A counselling record was written, or its date moved it to another term (the latest by occurred_at wins)."""
+
+
+@event_type("records.counselling.removed.v1")
+class CounsellingRemoved(CounsellingFacts):
+    """A counselling record was removed."""
+
+
 # ---- intake --------------------------------------------------------------------------------------------
 
 class StoredFile(Payload):

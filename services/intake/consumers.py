@@ -4,6 +4,8 @@
 - ``intake.course-catalogue``: records.section.* and records.enrolment.* → Section and Enrolment;
 - ``intake.certification-status``: certification.outcome.certified/returned → the outcome's status;
 - ``intake.substitutes``: certification.substitute.* → who may open a teacher's outcomes for them (代理人);
+- ``intake.schools``: identity.school.* → School (the schools of a city, for the city's statistics);
+- ``intake.counselling``: records.counselling.* → CounsellingEntry (counted per school, term and student; no content);
 - ``intake.windows``: scheduling.window.scheduled.v1 → the upload and selection windows intake enforces (Window; every replica
   reads the same collection, so a change applies everywhere at once);
 - ``intake.finality``: exchange.submission.finalized.v1 → the school years whose outcomes, performances and
@@ -23,9 +25,11 @@ from shared.bus import Subscription
 from shared.events import (EnrolmentCreated, EnrolmentWithdrawn, Envelope, OutcomeCertified, OutcomeReturned,
                            SectionCreated, SectionUpdated, SubstituteAssigned, SubstituteRemoved, WindowSet)
 from shared.finality import finality_subscription
+from shared.events import CounsellingLogged, CounsellingRemoved, SchoolCreated, SchoolDeactivated, SchoolUpdated
 from shared.projections import unless_newer, user_directory_subscription
 
 from .models import Directory, Enrolment, FinalPeriod, Outcome, Section, Substitution, Window, now
+from .models import CounsellingEntry, School
 
 log = logging.getLogger("footprint.intake.consumers")
 
@@ -114,6 +118,27 @@ def apply_certification_event(envelope: Envelope, payload) -> None:
                  payload.submission, current and {k: current.get(k) for k in ("school", "status", "submission")})
 
 
+SCHOOL_EVENTS = ["identity.school.created.v1", "identity.school.updated.v1", "identity.school.deactivated.v1"]
+COUNSELLING_EVENTS = ["records.counselling.logged.v1", "records.counselling.removed.v1"]
+
+
+def apply_school_event(envelope: Envelope, payload) -> None:
+    if isinstance(payload, (SchoolCreated, SchoolUpdated)):
+        _upsert_if_newer(School, payload.code, envelope, {"name": payload.name, "city": payload.city, "active": True})
+    elif isinstance(payload, SchoolDeactivated):
+        School._get_collection().update_one({"_id": payload.code}, {"$set": {"active": False}})
+
+
+def apply_counselling_event(envelope: Envelope, payload) -> None:
+    """The latest announcement wins (records never logs a record again after removing it)."""
+    if isinstance(payload, CounsellingLogged):
+        _upsert_if_newer(CounsellingEntry, payload.record_id, envelope, {
+            "school": payload.school, "term": payload.term, "student_id": payload.student_id})
+    elif isinstance(payload, CounsellingRemoved):
+        _upsert_if_newer(CounsellingEntry, payload.record_id, envelope, {
+            "school": payload.school, "term": payload.term, "student_id": payload.student_id, "removed": True})
+
+
 def subscriptions(runtime) -> list[Subscription]:
     return [
         user_directory_subscription("intake", Directory),
@@ -122,5 +147,7 @@ def subscriptions(runtime) -> list[Subscription]:
                      handler=apply_certification_event),
         Subscription(queue="intake.substitutes", event_types=SUBSTITUTE_EVENTS, handler=apply_substitute_event),
         Subscription(queue="intake.windows", event_types=["scheduling.window.scheduled.v1"], handler=apply_window_event),
+        Subscription(queue="intake.schools", event_types=SCHOOL_EVENTS, handler=apply_school_event),
+        Subscription(queue="intake.counselling", event_types=COUNSELLING_EVENTS, handler=apply_counselling_event),
         finality_subscription("intake", FinalPeriod),  # queue intake.finality
     ]

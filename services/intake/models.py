@@ -116,7 +116,8 @@ class Outcome(Item):
     """課程學習成果: one student's work for one of their course sections in one term."""
 
     meta = {"db_alias": ALIAS, "collection": "outcomes", "indexes": [
-        ("school", "student_id", "term"), ("school", "section_id"), "files.file_id", "retired_files.file_id"]}
+        ("school", "student_id", "term"), ("school", "section_id"), ("school", "term"), "files.file_id",
+        "retired_files.file_id"]}
     term = StringField(required=True, regex=TERM_PATTERN)
     section_id = StringField(required=True)
     enrolment_id = StringField(required=True)
@@ -142,7 +143,7 @@ class Performance(Item):
     """多元表現: a competition, licence, service learning, … with proof files and links, per school year."""
 
     meta = {"db_alias": ALIAS, "collection": "performances", "indexes": [
-        ("school", "student_id", "year"), "files.file_id", "retired_files.file_id"]}
+        ("school", "student_id", "year"), ("school", "year"), "files.file_id", "retired_files.file_id"]}
     year = StringField(required=True, regex=r"^[0-9]{3}$")  # 學年度
     term = StringField(null=True, regex=TERM_PATTERN)
     category = StringField(required=True, choices=PERFORMANCE_CATEGORIES)
@@ -280,6 +281,30 @@ class Window(Document):
     starts_at = DateTimeField(required=True)
     ends_at = DateTimeField(required=True)
     revision = IntField(default=1)
+    event_at = DateTimeField()
+
+
+class School(Document):
+    """A school as identity announces it (identity.school.*): the city's statistics list its schools by it."""
+
+    meta = {"db_alias": ALIAS, "collection": "schools", "indexes": ["city"]}
+    code = StringField(primary_key=True)
+    name = StringField(default="")
+    city = StringField(required=True)
+    active = BooleanField(default=True)
+    event_at = DateTimeField()
+
+
+class CounsellingEntry(Document):
+    """A 課程諮詢紀錄 as records announces it (records.counselling.*): whose and which term, never its content; the
+    statistics count those not removed."""
+
+    meta = {"db_alias": ALIAS, "collection": "counselling_records", "indexes": [("school", "term")]}
+    record_id = StringField(primary_key=True)
+    school = StringField(required=True)
+    term = StringField(required=True)
+    student_id = StringField(required=True)
+    removed = BooleanField(default=False)
     event_at = DateTimeField()
 
 

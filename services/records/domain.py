@@ -550,9 +550,10 @@ def create_counselling(principal: Principal, school: str, *, student_id: str | N
                        time_of_day: str, place: str, content: str, advice: str) -> CounsellingRecord:
     writer(principal, school, "counselling")
     student = resolve_student(school, student_id=student_id, student_no=student_no)
-    return CounsellingRecord(school=school, student_id=student.id, student_no=student.student_no, date=date.isoformat(),
-                             time=time_of_day, place=place, counsellor_id=principal.user_id, content=content,
-                             advice=advice, central=False, created_by=principal.user_id).save(force_insert=True)
+    record = CounsellingRecord(school=school, student_id=student.id, student_no=student.student_no, date=date.isoformat(),
+                               time=time_of_day, place=place, counsellor_id=principal.user_id, content=content,
+                               advice=advice, central=False, created_by=principal.user_id)
+    return save_with_events(record, [events.counselling_logged(record)])
 
 
 def _own_counselling(principal: Principal, school: str, record_id: str) -> CounsellingRecord:
@@ -566,6 +567,7 @@ def _own_counselling(principal: Principal, school: str, record_id: str) -> Couns
 
 def update_counselling(principal: Principal, school: str, record_id: str, changes: dict) -> CounsellingRecord:
     record = _own_counselling(principal, school, record_id)
+    term = events.term_of_day(record.date)
     for field, value in changes.items():
         if value is None:
             continue
@@ -573,7 +575,9 @@ def update_counselling(principal: Principal, school: str, record_id: str, change
             value = value.isoformat()
         setattr(record, "time" if field == "time_of_day" else field, value)
     record.updated_at = now()
-    return record.save()
+    # intake counts records per term: a date that moves the record to another term is announced again
+    moved = [events.counselling_logged(record)] if events.term_of_day(record.date) != term else []
+    return save_with_events(record, moved)
 
 
 def list_counselling(principal: Principal, school: str, *, student_id: str | None, offset: int, limit: int):

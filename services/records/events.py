@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from shared.events import EnrolmentCreated, EnrolmentWithdrawn, GradeRecorded, SectionCreated, SectionUpdated
+from shared.events import CounsellingLogged
 from shared.outbox import outbox_item
 
-from .models import Enrolment, Section
+from .models import CounsellingRecord, Enrolment, Section
 
 PRODUCER = "records"
 
@@ -34,6 +35,19 @@ def enrolment_withdrawn(enrolment: Enrolment) -> dict:
     return outbox_item(EnrolmentWithdrawn(enrolment_id=enrolment.id, school=enrolment.school, term=enrolment.term,
                                           section_id=enrolment.section_id, student_id=enrolment.student_id),
                        school=enrolment.school, producer=PRODUCER)
+
+
+def term_of_day(day: str) -> str:
+    """The term a date (YYYY-MM-DD) falls in: 第1學期 August–January, 第2學期 February–July (11201 = Aug 2023–Jan 2024)."""
+    year, month = int(day[:4]), int(day[5:7])
+    school_year = year - 1911 if month >= 8 else year - 1912
+    return f"{school_year:03d}0{1 if month >= 8 or month == 1 else 2}"
+
+
+def counselling_logged(record: CounsellingRecord) -> dict:
+    """Who and when only: a counselling record's content never leaves records."""
+    return outbox_item(CounsellingLogged(record_id=record.id, school=record.school, term=term_of_day(record.date),
+                                         student_id=record.student_id), school=record.school, producer=PRODUCER)
 
 
 def grade_recorded(enrolment: Enrolment) -> dict:

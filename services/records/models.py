@@ -197,8 +197,9 @@ class Attachment(EmbeddedDocument):
     uploaded_at = DateTimeField(default=now)
 
 
-class CounsellingRecord(Document):
-    """課程諮詢紀錄. Private to the student, its counsellor and the counselling office; never sent centrally."""
+class CounsellingRecord(Aggregate):
+    """課程諮詢紀錄. Private to the student, its counsellor and the counselling office; never sent centrally.
+    An aggregate only so that intake can count them (records.counselling.*: ids, school, term, student; no content)."""
 
     meta = {"db_alias": ALIAS, "collection": "counselling_records",
             "indexes": [("school", "student_id"), ("school", "counsellor_id")]}
