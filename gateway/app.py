@@ -10,9 +10,10 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 
 import urllib3
-from flask import Flask, Response, g, request, stream_with_context
+from flask import Flask, Response, g, request, send_from_directory, stream_with_context
 
 from shared.config import Settings, service_url
 from shared.errors import DomainError
@@ -30,6 +31,12 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 # Replaced, not copied: the gateway's own CLIENT span becomes the parent (a copied header would travel twice).
 NOT_FORWARDED = HOP_BY_HOP | {"traceparent", "tracestate", "x-forwarded-for", "x-request-id"}
 CHUNK = 256 * 1024  # bigger reads cost less Python per byte; still a fixed, small buffer per request
+# The web portal: plain static files (no build step), same origin as /api/v1.
+PORTAL_DIR = Path(__file__).resolve().parent.parent / "portal"
+# Scripts and styles only from the portal itself; blob: for previews of files the portal fetched with the token.
+PORTAL_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+              "media-src 'self' blob:; frame-src 'self' blob:; object-src 'none'; connect-src 'self'; "
+              "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 class BodyTooLarge(Exception):
@@ -229,6 +236,17 @@ def install(app: Flask, runtime: Runtime) -> None:
     @app.route("/api/<path:rest>", methods=methods)
     def unknown_version(rest):
         return problem_response("route_not_found", "use /api/v1/")
+
+    @app.get("/")
+    @app.get("/<path:name>")
+    def portal(name="index.html"):
+        # Unhashed file names, so every load revalidates (ETag/Last-Modified → 304): a deploy is seen at once.
+        response = send_from_directory(PORTAL_DIR, name, max_age=0)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["Content-Security-Policy"] = PORTAL_CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
 
 
 SPEC = ServiceSpec(name="gateway", subscriptions=consumers.subscriptions, install_api=install)
