@@ -209,7 +209,8 @@ def create_app(central: CentralDatabase | None = None) -> Flask:
         fault = central.next_fault()
         started = time.monotonic()
         if fault and fault["mode"] == "error":
-            central.log.append({"package_id": None, "outcome": "error", "at": started})
+            central.log.append({"package_id": None, "outcome": "error", "at": started,
+                                "traceparent": request.headers.get("traceparent")})
             return problem("injected_failure")
         if fault and fault["mode"] == "slow":
             time.sleep(fault["delay_seconds"])
@@ -222,7 +223,8 @@ def create_app(central: CentralDatabase | None = None) -> Flask:
             errors = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["type"]} for e in exc.errors()]
             return problem("malformed_package", errors=errors[:50])
         status, result = central.receive(package, raw, fault)
-        central.log.append({"package_id": package.package_id, "outcome": status, "at": started})
+        central.log.append({"package_id": package.package_id, "outcome": status, "at": started,
+                            "traceparent": request.headers.get("traceparent")})
         if isinstance(result, str):
             return problem(result)
         if fault and fault["mode"] == "timeout":

@@ -16,7 +16,9 @@ from pathlib import Path
 
 # Where each service listens when run as separate processes on one host (make services).
 DEFAULT_PORTS = {"gateway": 8080, "identity": 8101, "records": 8102, "intake": 8103, "certification": 8104,
-                 "scheduling": 8105}
+                 "scheduling": 8105, "exchange": 8106}
+# The central database sandbox (deploy/central_sandbox.py) where no CENTRAL_URL names the real one.
+CENTRAL_SANDBOX_PORT = 8190
 
 
 def _env(name: str, default: str) -> str:

@@ -1,0 +1,1 @@
+"""The central submission exchange: packages to the central database, receipts, disputes, final."""

@@ -1,0 +1,172 @@
+"""Building a package: a snapshot of the projections, turned into the rows of shared/central.py, stored whole.
+
+**Snapshot (double collect).** Every row a package is made of is read with its ``rev`` (incremented by every
+write a consumer applies); then the rows' ids and revs are read again. Equal sets mean no row changed, appeared
+or disappeared between the two reads, so the rows read are the projection as it stood at one instant (the
+moment between the two reads): an edit that arrives during a build is in the package whole or not at all,
+never half. A change in between makes it read again (``SNAPSHOT_TRIES``), then give up for this round (the job
+tries again). A year package is built from locked selections: nothing moves under it at all.
+
+**Complete projection.** Events come out of order across queues. A term package needs the section of every
+enrolment (else: not yet); a year package waits for intake's lock announcement and for the selections it
+counted (``students``) at the revisions it counted (their sum): each projected revision is at most the real one,
+so equal sums mean every selection is the locked one.
+
+**Immutable body.** The package (every student's rows, every file's sha256) is stored in the media store under
+``exchange/<school>/<package id>.json`` with its sha256 recorded on the package header, and re-hashed on every
+read; it never changes after that.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+
+from shared.central import KINDS_OF_SCOPE, canonical_digest
+from shared.storage import verified_read
+
+from .models import Cadre, CourseRecord, Package, Section, Selection, YearLock
+
+SNAPSHOT_TRIES = 5
+
+
+class NotReady(Exception):
+    """The projection cannot make this package yet (incomplete, or changing under every try)."""
+
+
+def _collect(sources: list[tuple[str, type, dict]]) -> dict[str, list[dict]] | None:
+    first = {name: list(model._get_collection().find(query)) for name, model, query in sources}
+    for name, model, query in sources:
+        again = {doc["_id"]: doc.get("rev", 0) for doc in model._get_collection().find(query, {"rev": 1})}
+        if again != {doc["_id"]: doc.get("rev", 0) for doc in first[name]}:
+            return None
+    return first
+
+
+def snapshot(scope: str, school: str, term: str, year: str) -> dict[str, list[dict]]:
+    if scope == "term":
+        sources = [("sections", Section, {"school": school, "term": term}),
+                   ("course_records", CourseRecord, {"school": school, "term": term}),
+                   ("cadres", Cadre, {"school": school, "term": term})]
+    else:
+        sources = [("selections", Selection, {"school": school, "year": year})]
+    for _ in range(SNAPSHOT_TRIES):
+        rows = _collect(sources)
+        if rows is not None:
+            return rows
+    raise NotReady("the projection kept changing during the build")
+
+
+def year_complete(school: str, year: str) -> bool:
+    """intake's lock arrived and the projection holds every selection it counted, at the revision it counted."""
+    lock = YearLock.objects(id=f"{school}:{year}").first()
+    if lock is None:
+        return False
+    revisions = [s.revision for s in Selection.objects(school=school, year=year).only("revision")]
+    return len(revisions) >= lock.students and (lock.revisions is None or sum(revisions) >= lock.revisions)
+
+
+def _files(files: list[dict]) -> list[dict]:
+    return [{"name": f["name"][:255], "media_type": f["media_type"], "size": f["size"], "sha256": f["sha256"]}
+            for f in files]
+
+
+def student_rows(scope: str, snap: dict[str, list[dict]]) -> dict[str, dict[str, list[dict]]]:
+    """student id -> kind -> rows (central contract shape), each list ordered by key: the same data, the same rows."""
+    students: dict[str, dict[str, list[dict]]] = {}
+
+    def rows_of(student: str) -> dict[str, list[dict]]:
+        return students.setdefault(student, {kind: [] for kind in KINDS_OF_SCOPE[scope]})
+
+    if scope == "term":
+        sections = {s["_id"]: s for s in snap["sections"]}
+        for record in snap["course_records"]:
+            if record.get("active") is False or not record.get("student_id"):
+                continue
+            section = sections.get(record.get("section_id"))
+            if section is None or not section.get("course_code"):
+                raise NotReady(f"section {record.get('section_id')} of enrolment {record['_id']} is not known yet")
+            rows_of(record["student_id"])["course_records"].append({
+                "key": record["_id"], "course_code": section["course_code"],
+                "name": (section.get("subject_name") or section["course_code"])[:120],
+                "credits": section.get("credits") or 0, "score": record.get("score"), "passed": record.get("passed")})
+        for cadre in snap["cadres"]:
+            if cadre.get("active") is False or not cadre.get("unit"):
+                continue
+            rows_of(cadre["student_id"])["cadres"].append({"key": cadre["_id"], "unit": cadre["unit"][:60],
+                                                            "role": cadre["title"][:60]})
+    else:
+        for selection in snap["selections"]:
+            rows = rows_of(selection["student_id"])
+            for o in selection.get("outcomes", []):
+                rows["outcomes"].append({"key": o["outcome_id"], "course_code": o["course_code"],
+                                         "title": (o.get("subject_name") or o["course_code"])[:120],
+                                         "brief": o.get("brief") or "", "files": _files(o["files"])})
+            for p in selection.get("performances", []):
+                rows["performances"].append({"key": p["performance_id"], "category": p["category"][:40],
+                                             "title": p["name"][:120], "brief": p.get("brief") or "",
+                                             "files": _files(p["files"]), "links": list(p.get("links") or [])})
+    for kinds in students.values():
+        for rows in kinds.values():
+            rows.sort(key=lambda row: row["key"])
+    return {student: kinds for student, kinds in students.items() if any(kinds.values())}
+
+
+def row_digest(row: dict) -> str:
+    return hashlib.sha256(json.dumps(row, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def changed_rows(current: dict[str, dict[str, list[dict]]], sent: dict[tuple[str, str, str], str],
+                 always: set[tuple[str, str, str]]) -> dict[str, dict[str, list[dict]]]:
+    """The rows of ``current`` that differ from what was sent (``sent``: (student, kind, key) -> row digest), plus
+    those in ``always`` (rows the central side holds wrong although ours did not change)."""
+    changed: dict[str, dict[str, list[dict]]] = {}
+    for student, kinds in current.items():
+        for kind, rows in kinds.items():
+            for row in rows:
+                where = (student, kind, row["key"])
+                if where in always or sent.get(where) != row_digest(row):
+                    changed.setdefault(student, {k: [] for k in kinds})[kind].append(row)
+    return changed
+
+
+def package_body(package: Package, rows: dict[str, dict[str, list[dict]]], built_at: datetime) -> tuple[dict, bytes]:
+    content = {"package_id": package.id, "school": package.school, "term": package.term, "scope": package.scope,
+               "version": package.version, "built_at": built_at.isoformat(), "corrects_version": package.corrects_version,
+               "students": [{"student_id": student, **rows[student]} for student in sorted(rows)]}
+    content["package_sha256"] = canonical_digest(content)
+    return content, json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def body_key(package: Package) -> str:
+    return f"exchange/{package.school}/{package.id}.json"
+
+
+def store_body(store, package: Package, rows: dict[str, dict[str, list[dict]]], built_at: datetime) -> dict:
+    """Write the body to the media store; returns the header fields that record it (set them in one write)."""
+    content, data = package_body(package, rows, built_at)
+    key = body_key(package)
+    store.put(key, [data], length=len(data), content_type="application/json")
+    return {"built_at": built_at, "package_sha256": content["package_sha256"], "body_key": key,
+            "body_sha256": hashlib.sha256(data).hexdigest(), "body_size": len(data), "students": len(rows),
+            "rows": {kind: sum(len(s[kind]) for s in rows.values()) for kind in KINDS_OF_SCOPE[package.scope]}}
+
+
+def read_body(store, package: Package) -> bytes:
+    """The stored body, checked against its recorded sha256 (a changed object raises, never goes out)."""
+    def refuse(message: str) -> None:
+        raise IOError(f"package {package.id}: {message}")
+
+    with store.fetch(package.body_key) as fetched:
+        return b"".join(verified_read(iter(fetched), package.body_size, package.body_sha256, refuse))
+
+
+def sent_rows(store, packages: list[Package]) -> dict[tuple[str, str, str], str]:
+    """What the central side was sent, row by row (later versions over earlier): (student, kind, key) -> digest."""
+    sent: dict[tuple[str, str, str], str] = {}
+    for package in sorted(packages, key=lambda p: p.version):
+        for student in json.loads(read_body(store, package))["students"]:
+            for kind in KINDS_OF_SCOPE[package.scope]:
+                for row in student.get(kind, []):
+                    sent[(student["student_id"], kind, row["key"])] = row_digest(row)
+    return sent
