@@ -10,7 +10,7 @@ import pytest
 from shared.bus import EventBus, events_exchange
 from shared.outbox import LEASES, OutboxRelay, save_with_events
 from tests.conftest import test_documents
-from tests.service.test_bus_rabbitmq import Harness, wait_for
+from tests.service.test_bus_rabbitmq import Harness, event, wait_for
 from tests.tcpproxy import TcpProxy
 
 STUDENT = {"student_no": "1120999", "class_name": "102", "grade": 10, "status": "enrolled", "national_id": "F131104093"}
@@ -26,6 +26,15 @@ def deactivate_teacher(client, runtime):
     response = client.post(f"/api/v1/users/{teacher.id}/deactivate", headers=bearer(admin), json={"reason": "離職"})
     assert response.status_code == 200, response.get_data(as_text=True)
     return teacher.id
+
+
+def flush(consumer) -> None:
+    """Wait until the consumer has dealt with everything published to its exchange so far: a marker published now
+    sits behind all of it in the one queue, and the one consumer takes them in order (no sleeping and hoping
+    that a late duplicate would have shown up by then)."""
+    marker = event(f"marker-{uuid.uuid4().hex[:8]}")
+    consumer.bus.publish(marker)
+    assert wait_for(lambda: (marker["id"], marker["payload"]["user_id"]) in consumer.seen), "the marker never arrived"
 
 
 @pytest.fixture
@@ -63,7 +72,7 @@ def test_process_dies_between_saving_and_publishing(client, identity_runtime, co
     assert wait_for(lambda: (saved[0]["id"], teacher_id) in consumer.seen)
     assert pending_user_events() == []
     relay.relay_once()
-    time.sleep(0.3)
+    flush(consumer)
     assert [s for s in consumer.seen if s[1] == teacher_id] == [(saved[0]["id"], teacher_id)]
     relay.bus.reset()
 
@@ -93,7 +102,7 @@ def test_crash_after_publish_before_marking_republishes_and_the_consumer_dedupes
     while second.relay_once():
         pass
     assert wait_for(lambda: consumer.worker.handled >= 1)
-    time.sleep(0.5)
+    flush(consumer)  # both copies were published before the marker
     deliveries = [s for s in consumer.seen if s[1] == teacher_id]
     assert len(deliveries) == 1  # published twice, handled once
     assert pending_user_events() == []
@@ -111,12 +120,15 @@ def test_broker_down_writes_succeed_and_events_flow_when_it_returns(client, iden
     try:
         proxy.down()  # the broker is gone for the service
         teacher_id = deactivate_teacher(client, identity_runtime)  # the write still succeeds (200)
+        # Let time pass: were the relay able to publish, it would within this second (it retries every 0.1 s at
+        # first). There is no condition to wait on: the point is that nothing happens.
         time.sleep(1.0)
         assert any(e["payload"].get("user_id") == teacher_id for e in pending_user_events())
         assert not any(s[1] == teacher_id for s in consumer.seen)
         proxy.up()  # the broker is back
-        assert wait_for(lambda: any(s[1] == teacher_id for s in consumer.seen), timeout=20)
-        assert wait_for(lambda: pending_user_events() == [], timeout=5)
+        # the relay's retry backoff grows to 10 s while the broker is away; then a reconnect and the backlog
+        assert wait_for(lambda: any(s[1] == teacher_id for s in consumer.seen), timeout=120)
+        assert wait_for(lambda: pending_user_events() == [], timeout=60)
     finally:
         relay.stop()
         relay.join(5)
@@ -225,11 +237,14 @@ def test_the_relays_pending_query_is_an_index_scan(parcels):
 def test_three_relays_of_one_service_publish_each_event_once(parcels):
     ids = parcels.insert_parcels(300, 2)
     published: list = []
-    relays = [OutboxRelay(RecordingBus(published), [parcels.Parcel], poll_seconds=0.05, batch=50) for _ in range(3)]
+    # A lease far longer than the test: a holder starved for a few seconds on a loaded machine must not lose it
+    # (that is the next tests' business), or the counts below would depend on the scheduler.
+    relays = [OutboxRelay(RecordingBus(published), [parcels.Parcel], poll_seconds=0.05, batch=50, lease_seconds=600)
+              for _ in range(3)]
     for relay in relays:
         relay.start()  # together: they race to create and take the lease
     try:
-        assert wait_for(lambda: parcels.pending_count() == 0, timeout=30)
+        assert wait_for(lambda: parcels.pending_count() == 0, timeout=120)
     finally:
         stop_all(relays)
     assert len(published) == len(ids) == 600
@@ -240,8 +255,9 @@ def test_three_relays_of_one_service_publish_each_event_once(parcels):
 def test_a_holder_that_died_without_releasing_is_replaced_once_its_lease_ran_out(parcels):
     ids = parcels.insert_parcels(10, 1)
     published: list = []
-    first = OutboxRelay(RecordingBus(published), [parcels.Parcel], batch=4)
-    second = OutboxRelay(RecordingBus(published), [parcels.Parcel], batch=4)
+    # leases far longer than the test: only expire_lease (the store's view of a dead holder) ends one
+    first = OutboxRelay(RecordingBus(published), [parcels.Parcel], batch=4, lease_seconds=600)
+    second = OutboxRelay(RecordingBus(published), [parcels.Parcel], batch=4, lease_seconds=600)
     assert first.relay_once() == 4
     assert lease_of(first)["holder"] == first.holder
     assert second.relay_once() == 0 and not second.holds_lease  # first holds it: second waits
@@ -260,7 +276,7 @@ def test_a_holder_that_died_without_releasing_is_replaced_once_its_lease_ran_out
 def test_a_relay_that_loses_its_lease_mid_batch_stops_before_the_next_event(parcels):
     ids = parcels.insert_parcels(20, 1)
     published: list = []
-    second = OutboxRelay(RecordingBus(published), [parcels.Parcel])
+    second = OutboxRelay(RecordingBus(published), [parcels.Parcel], lease_seconds=600)  # ends only by expire_lease
 
     def steal_after_three(event):
         if len(published) == 3:  # first stalled past its lease; second took over meanwhile
@@ -268,7 +284,8 @@ def test_a_relay_that_loses_its_lease_mid_batch_stops_before_the_next_event(parc
             assert second.hold_lease()
 
     # renew before every event, so the loss shows at the very next one
-    first = OutboxRelay(RecordingBus(published, after_publish=steal_after_three), [parcels.Parcel], renew_seconds=0)
+    first = OutboxRelay(RecordingBus(published, after_publish=steal_after_three), [parcels.Parcel], renew_seconds=0,
+                        lease_seconds=600)
     assert first.relay_once() == 3
     assert not first.holds_lease
     while second.relay_once():
@@ -284,17 +301,17 @@ def test_a_holder_that_stops_without_releasing_is_replaced_within_lease_and_stan
     for relay in relays:
         relay.start()
     try:
-        assert wait_for(lambda: any(relay.holds_lease for relay in relays), timeout=5)
+        assert wait_for(lambda: any(relay.holds_lease for relay in relays), timeout=30)
         holder, other = sorted(relays, key=lambda relay: not relay.holds_lease)
         holder.release = lambda: None  # the process dies: nobody lets go of the lease
         holder.stop()
         holder.join(5)
         died = time.monotonic()
-        assert wait_for(lambda: other.holds_lease, timeout=5)
+        assert wait_for(lambda: other.holds_lease, timeout=30)  # the bound is asserted on the next line
         took = time.monotonic() - died
         assert took <= 1.0 + 1.0, took  # the lease ran out (<= 1 s), then the standby's next try (0.2 s) took it
         ids = parcels.insert_parcels(5, 1)
-        assert wait_for(lambda: other.published == 5, timeout=5)  # counted once its pass is over
+        assert wait_for(lambda: other.published == 5, timeout=60)  # counted once its pass is over
         assert sorted(published) == sorted(ids)
     finally:
         stop_all(relays)
@@ -307,15 +324,15 @@ def test_a_clean_stop_releases_the_lease_and_a_successor_takes_over_at_once(parc
                                  standby_seconds=0.2) for _ in range(2)]
     first.start()
     try:
-        assert wait_for(lambda: first.holds_lease, timeout=5)
+        assert wait_for(lambda: first.holds_lease, timeout=30)
         second.start()
         first.stop()
         first.join(5)
         lease = lease_of(first)
         assert lease["holder"] == first.holder and lease["expires_at"].year == 1970 and lease["released_at"]
-        assert wait_for(lambda: second.holds_lease, timeout=3)
+        assert wait_for(lambda: second.holds_lease, timeout=30)  # still far inside the 60 s lease
         ids = parcels.insert_parcels(5, 1)
-        assert wait_for(lambda: second.published == 5, timeout=5)
+        assert wait_for(lambda: second.published == 5, timeout=60)
         assert sorted(published) == sorted(ids) and first.published == 0
     finally:
         stop_all([first, second])
@@ -330,9 +347,9 @@ def test_a_save_in_this_process_wakes_the_holder_at_once(parcels):
     outbox.add_listener(relay.notify)
     relay.start()
     try:
-        assert wait_for(lambda: relay.holds_lease, timeout=5)
+        assert wait_for(lambda: relay.holds_lease, timeout=30)
         ids = parcels.insert_parcels(3, 1)
-        assert wait_for(lambda: sorted(published) == sorted(ids), timeout=3)
+        assert wait_for(lambda: sorted(published) == sorted(ids), timeout=60)  # still far inside the 120 s poll
     finally:
         outbox.remove_listener(relay.notify)
         stop_all([relay])
