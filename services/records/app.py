@@ -7,7 +7,7 @@ from shared.storage import media_store
 
 from . import api, consumers, domain
 from .imports import ImportRunner
-from .models import CounsellingRecord, Enrolment, Section
+from .models import Cadre, CounsellingRecord, Enrolment, Section
 
 
 def _start(runtime: Runtime) -> None:
@@ -20,7 +20,7 @@ def _seed(runtime: Runtime) -> None:
     return domain.seed_demo(runtime)
 
 
-SPEC = ServiceSpec(name="records", aggregates=[Section, Enrolment, CounsellingRecord], subscriptions=consumers.subscriptions,
+SPEC = ServiceSpec(name="records", aggregates=[Section, Enrolment, CounsellingRecord, Cadre], subscriptions=consumers.subscriptions,
                    install_api=api.install, on_start=_start, seed_demo=_seed)
 
 

@@ -477,8 +477,12 @@ def add_cadre(principal: Principal, school: str, *, student_id: str | None, stud
     student = resolve_student(school, student_id=student_id, student_no=student_no)
     cadre = Cadre(id=key_id(school, term, student.id, level, unit, title), school=school, term=term, student_id=student.id,
                   student_no=student.student_no, level=level, unit=unit, title=title, entered_by=principal.user_id)
+    removed = Cadre.objects(id=cadre.id, removed_at__ne=None).first()
+    if removed is not None:  # entered again after its removal: the tombstone comes back
+        removed.removed_at, removed.entered_by = None, principal.user_id
+        return save_with_events(removed, [events.cadre_recorded(removed)])
     try:
-        return cadre.save(force_insert=True)
+        return save_with_events(cadre, [events.cadre_recorded(cadre)])
     except (NotUniqueError, DuplicateKeyError) as exc:
         raise DomainError("conflict", "this cadre record exists") from exc
 
@@ -527,6 +531,8 @@ def list_basic(model, resource: str, principal: Principal, school: str, *, term:
     if term is not None:
         parse_term(term)
         flt["term"] = term
+    if model is Cadre:
+        flt["removed_at"] = None
     query = model.objects(__raw__=flt)
     order = ("-date", "student_no") if model is Achievement else ("-term", "student_no")
     return query.count(), list(query.order_by(*order).skip(offset).limit(limit))
@@ -535,12 +541,16 @@ def list_basic(model, resource: str, principal: Principal, school: str, *, term:
 def delete_basic(model, resource: str, principal: Principal, school: str, record_id: str) -> None:
     writer(principal, school, resource)
     record = model.objects(id=record_id, school=school).first()
-    if record is None:
+    if record is None or getattr(record, "removed_at", None) is not None:
         raise DomainError("not_found")
     if model is Achievement and not principal.has("school_admin", record.entered_role or "school_admin"):
         raise DomainError("forbidden", "only the organising unit that entered it may delete it")
     if getattr(record, "term", None):
         refuse_if_term_final(FinalPeriod, school, record.term)
+    if model is Cadre:  # a tombstone, so the removal leaves with its write (the exchange sends cadres)
+        record.removed_at = now()
+        save_with_events(record, [events.cadre_removed(record)])
+        return
     record.delete()
 
 

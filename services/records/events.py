@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from shared.events import EnrolmentCreated, EnrolmentWithdrawn, GradeRecorded, SectionCreated, SectionUpdated
-from shared.events import CounsellingLogged
+from shared.events import CadreRecorded, CadreRemoved, CounsellingLogged
 from shared.outbox import outbox_item
 
-from .models import CounsellingRecord, Enrolment, Section
+from .models import Cadre, CounsellingRecord, Enrolment, Section
 
 PRODUCER = "records"
 
@@ -48,6 +48,17 @@ def counselling_logged(record: CounsellingRecord) -> dict:
     """Who and when only: a counselling record's content never leaves records."""
     return outbox_item(CounsellingLogged(record_id=record.id, school=record.school, term=term_of_day(record.date),
                                          student_id=record.student_id), school=record.school, producer=PRODUCER)
+
+
+def cadre_recorded(cadre: Cadre) -> dict:
+    return outbox_item(CadreRecorded(cadre_id=cadre.id, school=cadre.school, term=cadre.term, student_id=cadre.student_id,
+                                     level=cadre.level, unit=cadre.unit, title=cadre.title),
+                       school=cadre.school, producer=PRODUCER)
+
+
+def cadre_removed(cadre: Cadre) -> dict:
+    return outbox_item(CadreRemoved(cadre_id=cadre.id, school=cadre.school, term=cadre.term, student_id=cadre.student_id),
+                       school=cadre.school, producer=PRODUCER)
 
 
 def grade_recorded(enrolment: Enrolment) -> dict:

@@ -463,15 +463,22 @@ class CadreImporter(Importer):
         record_id = key_id(self.school, v["term"], student.id, level, v["unit"], v["title"])
         if not self.once(row, record_id, "title"):
             return
-        if Cadre.objects(id=record_id).only("id").first() is not None:
+        stored = Cadre.objects(id=record_id).first()
+        if stored is not None and stored.removed_at is None:
             row.action = "unchanged"
+        elif stored is not None:  # removed before: entered again
+            stored.removed_at, stored.entered_by = None, self.principal.user_id
+            row.action, row.doc = "updated", stored
         else:
             row.action, row.doc = "created", Cadre(id=record_id, school=self.school, term=v["term"], student_id=student.id,
                                                    student_no=student.student_no, level=level, unit=v["unit"],
                                                    title=v["title"], entered_by=self.principal.user_id)
 
     def flush(self, rows: list[Row]) -> None:
-        _insert_plain([r for r in rows if r.action == "created"])
+        _insert([r for r in rows if r.action == "created"], lambda c: [events.cadre_recorded(c)])
+        for row in rows:
+            if row.action == "updated":
+                _save(row, lambda c: [events.cadre_recorded(c)])
 
 
 class ClubImporter(Importer):

@@ -1,6 +1,7 @@
 """Records' documents (database ``footprint_records``). Every document carries its school.
 
-Aggregates (emit events through their outbox): Section, Enrolment (its grade included).
+Aggregates (emit events through their outbox): Section, Enrolment (its grade included), Cadre (the exchange sends
+cadres centrally; a removed one stays as a tombstone so its removal leaves with its write).
 Everything else is school-internal data that no other service needs yet.
 """
 from __future__ import annotations
@@ -121,8 +122,8 @@ class Enrolment(Aggregate):
     withdrawn_at = DateTimeField(null=True)
 
 
-class Cadre(Document):
-    """幹部經歷: school, class or club level."""
+class Cadre(Aggregate):
+    """幹部經歷: school, class or club level. ``removed_at`` set: removed (records.cadre.removed.v1), listed nowhere."""
 
     meta = {"db_alias": ALIAS, "collection": "cadres", "indexes": [("school", "term"), ("school", "student_id")]}
     id = StringField(primary_key=True)  # key_id(school, term, student, level, unit, title)
@@ -135,6 +136,7 @@ class Cadre(Document):
     title = StringField(required=True, max_length=60)
     entered_by = StringField()
     created_at = DateTimeField(default=now)
+    removed_at = DateTimeField(null=True)
 
 
 class ClubMembership(Document):
