@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from shared.auth import current_principal, require_auth
 from shared.http import Api, json_response, read_json, read_query
 
-from . import domain, reports
+from . import domain, export, reports
 from .models import (BRIEF_MAX, DOCUMENT_LIMIT_MAX, MAX_LINKS, MEDIA_LIMIT_MAX, TERM_PATTERN, FileRecord, Item, Outcome,
                      Performance, Policy)
 
@@ -655,5 +655,6 @@ def install(app, runtime) -> None:
         return json_response(file_out(record), 201 if created else 200, headers=headers)
 
     reports.install_routes(api)  # progress statistics (reports.py)
+    export.install_routes(api)  # portfolio export: PDF, JSON, a class's zip (export.py)
     api.install(app)
 
