@@ -9,7 +9,9 @@
 - ``intake.windows``: scheduling.window.scheduled.v1 → the upload and selection windows intake enforces (Window; every replica
   reads the same collection, so a change applies everywhere at once);
 - ``intake.finality``: exchange.submission.finalized.v1 → the school years whose outcomes, performances and
-  selections refuse every change (409 year_final; shared/finality.py).
+  selections refuse every change (409 year_final; shared/finality.py);
+- ``intake.submission-requests``: exchange.submission.requested.v1 of a year → the year's selections are locked
+  (and the lock announced, with the selections' count and revisions' sum) before the exchange builds from them.
 
 Every handler is idempotent (the bus also drops redelivered ids) and order-safe: projections keep the time
 of the event that last wrote them and ignore older ones; a certification decision applies only to the
@@ -25,9 +27,11 @@ from shared.bus import Subscription
 from shared.events import (EnrolmentCreated, EnrolmentWithdrawn, Envelope, OutcomeCertified, OutcomeReturned,
                            SectionCreated, SectionUpdated, SubstituteAssigned, SubstituteRemoved, WindowSet)
 from shared.finality import finality_subscription
+from shared.events import SubmissionRequested
 from shared.events import CounsellingLogged, CounsellingRemoved, SchoolCreated, SchoolDeactivated, SchoolUpdated
 from shared.projections import unless_newer, user_directory_subscription
 
+from .domain import lock_selections
 from .models import Directory, Enrolment, FinalPeriod, Outcome, Section, Substitution, Window, now
 from .models import CounsellingEntry, School
 
@@ -139,6 +143,12 @@ def apply_counselling_event(envelope: Envelope, payload) -> None:
             "school": payload.school, "term": payload.term, "student_id": payload.student_id, "removed": True})
 
 
+def apply_submission_request(envelope: Envelope, payload) -> None:
+    """The exchange was asked for a year's submission: lock the year's selections first (repeatable)."""
+    if isinstance(payload, SubmissionRequested) and payload.scope == "year":
+        lock_selections(payload.school, payload.year, payload.requested_by, announce_again=True)
+
+
 def subscriptions(runtime) -> list[Subscription]:
     return [
         user_directory_subscription("intake", Directory),
@@ -150,4 +160,6 @@ def subscriptions(runtime) -> list[Subscription]:
         Subscription(queue="intake.schools", event_types=SCHOOL_EVENTS, handler=apply_school_event),
         Subscription(queue="intake.counselling", event_types=COUNSELLING_EVENTS, handler=apply_counselling_event),
         finality_subscription("intake", FinalPeriod),  # queue intake.finality
+        Subscription(queue="intake.submission-requests", event_types=["exchange.submission.requested.v1"],
+                     handler=apply_submission_request),
     ]

@@ -31,7 +31,8 @@ from shared.errors import ERRORS, DomainError, field_error
 from shared.events import WINDOW_NAMES
 from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_name, display_name
 from shared.finality import refuse_if_year_final
-from shared.outbox import save_with_events
+from shared.outbox import outbox_item, save_with_events
+from shared.events import SelectionLocked
 from shared.storage import MissingObject, verified_read
 
 from . import events
@@ -987,19 +988,28 @@ def put_selection(principal: Principal, year: str, outcome_ids: list[str], perfo
 
 
 def lock_year(principal: Principal, school: str, year: str) -> tuple[YearLock, int]:
-    """Lock every selection of the school year (the year's submission was made): the lock is one document
-    inserted with its event, so locking twice is one lock; then every selection of the year is marked."""
     _school_of(principal, school)
     if not principal.has("school_admin"):
         raise DomainError("forbidden")
-    year = _year(year)
-    moment = now()
-    count = Selection.objects(school=school, year=year).count()
-    lock = YearLock(id=f"{school}:{year}", school=school, year=year, locked_at=moment, locked_by=principal.user_id)
+    return lock_selections(school, _year(year), principal.user_id)
+
+
+def lock_selections(school: str, year: str, locked_by: str, *, announce_again: bool = False) -> tuple[YearLock, int]:
+    """Lock every selection of the school year (by the school admin, or on the exchange's year submission,
+    exchange.submission.requested.v1): the lock is one document inserted with its event, so locking twice is one
+    lock (announced again when ``announce_again``: the exchange waits for it); then every selection of the year is
+    marked. The event counts the selections and sums their revisions: the exchange builds the year's package only
+    when its projection holds every one of them at that revision."""
+    revisions = [s.revision or 0 for s in Selection.objects(school=school, year=year).only("revision")]
+    announced = outbox_item(SelectionLocked(school=school, year=year, students=len(revisions), revisions=sum(revisions),
+                                            locked_by=locked_by), school=school, producer=events.PRODUCER)
+    lock = YearLock(id=f"{school}:{year}", school=school, year=year, locked_at=now(), locked_by=locked_by)
     try:
-        save_with_events(lock, [events.selection_locked(school, year, count, principal.user_id)])
+        save_with_events(lock, [announced])
     except NotUniqueError:
         lock = YearLock.objects(id=f"{school}:{year}").first()
+        if announce_again:
+            save_with_events(lock, [announced])
     marked = Selection._get_collection().update_many(
         {"school": school, "year": year, "locked_at": None},
         {"$set": {"locked_at": lock.locked_at, "locked_by": lock.locked_by}, "$inc": {"version": 1}})
