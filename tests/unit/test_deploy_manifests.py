@@ -715,7 +715,7 @@ def test_the_worker_probe_tells_a_live_worker_from_anything_else(k8s_objects, co
     try:
         if process == "stopped worker":
             os.kill(sleeper.pid, signal.SIGSTOP)
-            deadline = time.monotonic() + 5
+            deadline = time.monotonic() + 60  # the kernel stops it at once; a loaded machine may still take a while
             while "T" not in Path(f"/proc/{sleeper.pid}/status").read_text().split("State:")[1].split()[0]:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
