@@ -27,6 +27,11 @@ export class ApiError extends Error {
   }
 }
 
+/** What to tell the user about a failure: the server's message in the current language, else the error's own. */
+export function errorText(error) {
+  return error instanceof ApiError ? error.localized() : (error?.message || String(error));
+}
+
 export function setSignedOutHandler(handler) { onSignedOut = handler; }
 export function hasSession() { return Boolean(accessToken || sessionStorage.getItem(REFRESH_KEY)); }
 

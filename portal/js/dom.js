@@ -8,6 +8,7 @@ export function h(tag, attrs = {}, ...children) {
     if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
     else if (key === 'class') el.className = value;
     else if (key === 'text') el.textContent = value;
+    else if (key === 'value') el.value = value; // a property: a textarea has no value attribute
     else if (key === 'dataset') Object.assign(el.dataset, value);
     else if (key in el && typeof value !== 'string') el[key] = value; // value, checked, disabled as properties
     else el.setAttribute(key, value === true ? '' : value);
@@ -57,6 +58,17 @@ export function announce(message, kind = 'info') {
   const region = document.getElementById('status');
   region.className = `status ${kind}`;
   region.textContent = message;
+}
+
+let pending = null;
+/** A message for the next page (e.g. "certified" shown on the queue the teacher returns to). */
+export function flash(message, kind = 'ok') { pending = {message, kind}; }
+
+/** On every page change: show the flashed message, or clear the previous page's. */
+export function showFlash() {
+  const shown = pending;
+  pending = null;
+  announce(shown ? shown.message : '', shown ? shown.kind : 'info');
 }
 
 export function formatBytes(bytes) {

@@ -100,7 +100,8 @@ export function uploader(itemPath, policy, onUploaded) {
       onUploaded(stored);
     } catch (error) {
       row.classList.add('failed');
-      replace(state, h('span', {role: 'alert'}, error instanceof api.ApiError ? error.localized() : String(error)));
+      bar.remove(); // a full bar next to a refusal would say the opposite of what happened
+      replace(state, h('span', {role: 'alert'}, api.errorText(error)));
     }
   }
 

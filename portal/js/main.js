@@ -1,5 +1,5 @@
 // The portal's shell: session, navigation by role, hash routes, language switch.
-import {h, replace, announce} from './dom.js';
+import {h, replace, showFlash} from './dom.js';
 import {t, setLang, getLang} from './i18n.js';
 import * as api from './api.js';
 import {ROUTES, navFor} from './routes.js';
@@ -57,7 +57,6 @@ export async function render() {
   document.title = t('app.name');
   document.querySelector('.skip').textContent = t('app.skip');
   nav.setAttribute('aria-label', t('nav.label'));
-  announce('');
   if (!session.me && api.hasSession()) {
     try { await loadMe(); } catch { api.forget(); }
   }
@@ -69,6 +68,7 @@ export async function render() {
     location.replace(first ? first.href : '#/password');
     return;
   }
+  showFlash();
   renderHeader();
   renderNav(path);
   let match = null;
@@ -87,7 +87,7 @@ export async function render() {
       await route.view(ctx);
     } catch (error) {
       if (!ctx.alive()) return;
-      const message = error instanceof api.ApiError ? error.localized() : String(error);
+      const message = api.errorText(error);
       // Another school's page (404 from the API): the view shows nothing of it, only that it is not there.
       replace(main, h('h1', {tabindex: '-1'}, error.status === 404 ? t('error.pageNotFound') : t('error.title')),
         h('p', {class: 'error', role: 'alert'}, message));

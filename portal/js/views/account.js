@@ -1,5 +1,5 @@
 // Sign-in, the password change (required at first sign-in) and the reminders every user gets.
-import {h, replace, field, announce, formatTime} from '../dom.js';
+import {h, replace, field, flash, formatTime} from '../dom.js';
 import {t, pick} from '../i18n.js';
 import * as api from '../api.js';
 
@@ -23,7 +23,7 @@ export async function login(ctx) {
       await ctx.refreshMe();
       ctx.go(tokens.must_change_password ? '#/password' : '#/');
     } catch (failure) {
-      error.textContent = failure instanceof api.ApiError ? failure.localized() : String(failure);
+      error.textContent = api.errorText(failure);
       submit.disabled = false;
       password.select();
     }
@@ -57,10 +57,10 @@ export async function password(ctx) {
       // Changing the password revokes every token of the account: sign in again with the new one.
       await api.signIn(me.school?.code || me.city.code, me.user.username, next.value);
       await ctx.refreshMe();
-      announce(t('password.changed'), 'ok');
+      flash(t('password.changed'));
       ctx.go('#/');
     } catch (failure) {
-      error.textContent = failure instanceof api.ApiError ? failure.localized() : String(failure);
+      error.textContent = api.errorText(failure);
       submit.disabled = false;
     }
   }},

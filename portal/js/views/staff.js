@@ -9,9 +9,7 @@ const RECORDS_KINDS = ['sections', 'enrolments', 'grades', 'cadres', 'clubs', 'a
 const IDENTITY_KINDS = ['students', 'teachers'];
 const POLL_MS = 400;
 
-function errorText(error) {
-  return error instanceof api.ApiError ? error.localized() : String(error);
-}
+const errorText = api.errorText;
 
 function roles(ctx) { return ctx.me.user.roles; }
 

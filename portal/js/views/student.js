@@ -12,9 +12,7 @@ function badge(status) {
   return h('span', {class: `badge ${status}`}, t(`status.${status}`));
 }
 
-function errorText(error) {
-  return error instanceof api.ApiError ? error.localized() : String(error);
-}
+const errorText = api.errorText;
 
 async function policyOf(me) {
   return api.call(`${INTAKE}/schools/${me.school.code}/policy`);

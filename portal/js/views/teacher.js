@@ -1,5 +1,5 @@
 // A teacher's certification: the queue by course and class, preview and playback, certify, return, bulk.
-import {h, replace, field, table, announce, formatTime, formatBytes} from '../dom.js';
+import {h, replace, field, table, announce, flash, formatTime, formatBytes} from '../dom.js';
 import {t} from '../i18n.js';
 import * as api from '../api.js';
 
@@ -7,9 +7,7 @@ const CERT = '/api/v1/certification';
 const STATES = ['submitted', 'returned', 'certified'];
 const FILTER_KEY = 'footprint.queue';
 
-function errorText(error) {
-  return error instanceof api.ApiError ? error.localized() : String(error);
-}
+const errorText = api.errorText;
 
 function filters() {
   try { return JSON.parse(sessionStorage.getItem(FILTER_KEY)) || {}; } catch { return {}; }
@@ -21,7 +19,7 @@ export async function queue(ctx) {
   if (chosen.section) query.set('section_id', chosen.section);
   const [list, counts] = await Promise.all([api.call(`${CERT}/queue?${query}`), api.call(`${CERT}/counts`)]);
   if (!ctx.alive()) return;
-  const remember = change => { sessionStorage.setItem(FILTER_KEY, JSON.stringify({...chosen, ...change})); queue(ctx); };
+  const remember = change => { sessionStorage.setItem(FILTER_KEY, JSON.stringify({...chosen, ...filters(), ...change})); queue(ctx); };
   const classes = [...new Set(list.items.map(item => item.class_name).filter(Boolean))].sort();
   const rows = list.items.filter(item => !chosen.className || item.class_name === chosen.className);
   const selected = new Set();
@@ -92,6 +90,7 @@ async function preview(file, panel) {
     else if (type.startsWith('audio/')) viewer = h('audio', {src: url, controls: true, preload: 'metadata', 'aria-label': file.name});
     else if (type.startsWith('video/')) viewer = h('video', {src: url, controls: true, preload: 'metadata', 'aria-label': file.name, class: 'preview-video'});
     else viewer = h('a', {href: url, download: file.name}, file.name);
+    viewer.dataset.bytes = String(blob.size); // what arrived, to compare with the recorded size
     replace(panel, h('p', {class: 'meta'}, `${file.name} · ${formatBytes(file.size)}`), viewer);
   } catch (error) {
     replace(panel, h('p', {class: 'error', role: 'alert'}, errorText(error)));
@@ -109,7 +108,7 @@ export async function outcome(ctx) {
     message.textContent = '';
     try {
       await api.call(`${CERT}/outcomes/${id}/${path}`, {method: 'POST', json});
-      announce(path === 'certify' ? t('review.certified') : t('review.returned'), 'ok');
+      flash(path === 'certify' ? t('review.certified') : t('review.returned'));
       ctx.go('#/teacher/queue');
     } catch (error) { message.textContent = errorText(error); }
   };
@@ -129,7 +128,8 @@ export async function outcome(ctx) {
       panel),
     open ? h('section', {class: 'card decide'},
       h('h2', {}, t('review.decide')),
-      h('button', {type: 'button', class: 'primary', id: 'certify', onclick: () => decide('certify', {})}, t('review.certify')),
+      h('div', {class: 'actions'},
+        h('button', {type: 'button', class: 'primary', id: 'certify', onclick: () => decide('certify', {})}, t('review.certify'))),
       h('form', {onsubmit: event => { event.preventDefault(); decide('return', {reason: reason.value}); }},
         field(t('review.reason'), reason, t('review.reasonHint')),
         h('button', {type: 'submit', class: 'danger', id: 'return'}, t('review.return'))),
