@@ -2,7 +2,8 @@
 
 Same code as the distributed run (each service is a real HTTP app the gateway proxies to); only the
 backends differ: ``memory://`` bus, an embedded document store (SecantusDB on threads of this process, data
-under ./var/documents) and files under ./var/media. Everything is kept across restarts; the demo city and
+under ./var/documents) and files under ./var/media, and the central database sandbox on a thread (receipts under
+./var/central) unless CENTRAL_URL names another. Everything is kept across restarts; the demo city and
 schools are seeded only into an empty store (``make reset`` empties it).
 """
 from __future__ import annotations
@@ -39,6 +40,15 @@ class Platform:
 
             self.docstore = EmbeddedDocumentStore(Path(os.environ["FOOTPRINT_VAR_DIR"]) / "documents").start()
             os.environ["DOCUMENTS_URL"] = self.docstore.url
+        # The central database: the sandbox on a thread of this process (CENTRAL_SANDBOX_PORT, else any free port:
+        # only the exchange in this process talks to it), unless CENTRAL_URL names one.
+        self.central = None
+        if not os.environ.get("CENTRAL_URL"):
+            from deploy.central_sandbox import SandboxThread
+
+            self.central = SandboxThread(int(os.environ.get("CENTRAL_SANDBOX_PORT") or 0),
+                                         Path(os.environ["FOOTPRINT_VAR_DIR"]) / "central").start()
+            os.environ["CENTRAL_URL"] = self.central.url
         # The demo is seeded only into an empty store, so a restart never undoes what was changed meanwhile.
         self.seed = store_is_empty() if seed is None else seed
         from shared.tracing import init_tracing
@@ -79,6 +89,9 @@ class Platform:
             server.server_close()
         for runtime in self.runtimes.values():
             runtime.stop_workers()
+        if self.central:
+            self.central.stop()
+            os.environ.pop("CENTRAL_URL", None)
         if self.docstore:
             import mongoengine
 

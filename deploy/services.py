@@ -2,6 +2,9 @@
 process and a worker process (outbox relay and consumers, deploy/worker.py), against RabbitMQ on localhost
 and one shared document store. Also used by the system tests and benchmarks.
 
+The central database is CENTRAL_URL when set, else the sandbox (deploy/central_sandbox.py) this set starts as a
+process of its own on ``ports["central"]`` (8190), its receipts under ``<var>/central``, and stops with it.
+
 The store is DOCUMENTS_URL when set (a MongoDB), else a SecantusDB daemon this set starts under
 ``<var>/documents`` and stops with it (deploy/docstore.py). ``web``/``workers`` scale a service out: web
 processes are gunicorn workers on one port (WEB_CONCURRENCY); worker processes compete on the service's
@@ -18,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from deploy.wsgi import SERVICES
-from shared.config import DEFAULT_PORTS
+from shared.config import CENTRAL_SANDBOX_PORT, DEFAULT_PORTS
 
 ROOT = Path(__file__).resolve().parent.parent
 PORTS = {name: DEFAULT_PORTS[name] for name in SERVICES}
@@ -33,7 +36,7 @@ class ProcessSet:
     def __init__(self, *, ports: dict[str, int] | None = None, env: dict[str, str] | None = None,
                  var_dir: str | None = None, log_dir: str | None = None, web: dict[str, int] | None = None,
                  workers: dict[str, int] | None = None):
-        self.ports = {**PORTS, **(ports or {})}
+        self.ports = {**PORTS, "central": CENTRAL_SANDBOX_PORT, **(ports or {})}
         self.var_dir = var_dir or str(ROOT / "var")
         self.log_dir = Path(log_dir or Path(self.var_dir) / "logs")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -45,6 +48,14 @@ class ProcessSet:
             **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in self.ports.items()},
             **(env or {}),
         }
+        self.central = None
+        if not (env or {}).get("CENTRAL_URL") and not os.environ.get("CENTRAL_URL"):
+            from deploy.central_sandbox import SandboxProcess
+
+            self.central = SandboxProcess(self.ports["central"], Path(self.var_dir) / "central")
+            self.env["CENTRAL_URL"] = self.central.url
+        else:
+            self.env["CENTRAL_URL"] = (env or {}).get("CENTRAL_URL") or os.environ["CENTRAL_URL"]
         self.docstore = None
         if not self.env.get("DOCUMENTS_URL"):
             from deploy.docstore import DocumentStoreDaemon
@@ -69,6 +80,10 @@ class ProcessSet:
     def _start(self, timeout: float, names: tuple[str, ...]) -> None:
         if self.docstore and self.docstore.proc is None:
             self.docstore.start(timeout)
+        if self.central and self.central.proc is None:
+            self.central.log = open(self.log_dir / "central-sandbox.log", "ab")
+            self.logs.append(self.central.log)
+            self.central.start(timeout)
         for name in names:
             env = {**self.env, "BIND": f"127.0.0.1:{self.ports[name]}", "FOOTPRINT_PROCESS": f"footprint-{name}",
                    "OTEL_SERVICE_NAME": name, "WEB_CONCURRENCY": str(self.web.get(name, 1))}
@@ -121,6 +136,9 @@ class ProcessSet:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
         self.workers.clear()
+        if self.central:
+            self.central.stop()
+            self.central.proc = None
         if self.docstore:
             self.docstore.stop()
         for log in self.logs:

@@ -16,7 +16,7 @@ from shared.tracing import init_tracing
 # Every process kind, in start order: identity first (others fetch its signing keys), the gateway last.
 SERVICES = {"identity": "services.identity.app", "records": "services.records.app", "intake": "services.intake.app",
             "certification": "services.certification.app", "scheduling": "services.scheduling.app",
-            "gateway": "gateway.app"}
+            "exchange": "services.exchange.app", "gateway": "gateway.app"}
 
 
 def boot(name: str, *, start_workers: bool | None = None):

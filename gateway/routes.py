@@ -10,6 +10,7 @@ ROUTES: list[tuple[re.Pattern, str]] = [
     (re.compile(r"^/api/v1/intake(/|$)"), "intake"),
     (re.compile(r"^/api/v1/certification(/|$)"), "certification"),
     (re.compile(r"^/api/v1/scheduling(/|$)"), "scheduling"),
+    (re.compile(r"^/api/v1/exchange(/|$)"), "exchange"),
 ]
 
 # Reachable without an access token (method, path).

@@ -33,10 +33,11 @@ KINDS = ("web", "worker")
 EXPECTED_PROCESSES = {(name, kind) for name in deploy.wsgi.SERVICES for kind in KINDS}
 # Where every Footprint process finds each service (shared.config.service_url): the gateway proxies to them and
 # its /readyz checks them; services call each other and fetch identity's signing keys through them.
-SERVICE_URL_ENV = ("IDENTITY_URL", "RECORDS_URL", "INTAKE_URL", "CERTIFICATION_URL", "SCHEDULING_URL")
+SERVICE_URL_ENV = ("IDENTITY_URL", "RECORDS_URL", "INTAKE_URL", "CERTIFICATION_URL", "SCHEDULING_URL", "EXCHANGE_URL")
 REQUIRED_ENV = ("BUS_URL", "DOCUMENTS_URL", *SERVICE_URL_ENV, "OTEL_EXPORTER_OTLP_ENDPOINT")
-# Services that keep files in the media store: records (counselling attachments) and intake (uploads).
-MEDIA_SERVICES = ("records", "intake")
+# Services that keep files in the media store: records (counselling attachments), intake (uploads) and the
+# exchange (package bodies and receipts).
+MEDIA_SERVICES = ("records", "intake", "exchange")
 # The web Deployments the HorizontalPodAutoscalers size: (minReplicas, maxReplicas).
 AUTOSCALED = {"gateway": (2, 10), "intake": (2, 20), "intake-worker": (2, 8)}
 PART_OF = "app.kubernetes.io/part-of"
@@ -159,9 +160,12 @@ def compose() -> dict:
 
 @pytest.fixture(scope="module")
 def footprint_services(compose) -> dict[str, dict]:
-    """Services running Footprint code: built here, tagged footprint, or starting a deploy.* entry point."""
+    """Services running Footprint code: built here, tagged footprint, or starting a deploy.* entry point. The
+    central database sandbox runs from the same image but stands in for the ministry's system: not one of them."""
     found = {}
     for name, service in compose["services"].items():
+        if "deploy.central_sandbox" in argv(service.get("command")):
+            continue
         image = str(service.get("image", ""))
         if "build" in service or image.split(":")[0] == "footprint" or "deploy." in " ".join(argv(service.get("command"))):
             found[name] = service
@@ -289,6 +293,27 @@ def test_the_gateway_starts_after_every_web_process_is_healthy(footprint_service
     for (target, kind), name in processes.items():
         if kind == "web" and target != "gateway":
             assert (depends.get(name) or {}).get("condition") == "service_healthy", f"the gateway must wait for {name}"
+
+
+def test_the_exchange_reaches_the_central_database_sandbox(compose, footprint_services, tmp_path):
+    """Compose runs the sandbox and points the exchange at it unless CENTRAL_URL names the real one; a ProcessSet
+    (make services, system tests) starts it as a process of its own unless CENTRAL_URL is given."""
+    [(name, sandbox)] = [(n, s) for n, s in compose["services"].items()
+                         if "deploy.central_sandbox" in argv(s.get("command"))]
+    command = argv(sandbox["command"])
+    port = command[command.index("--port") + 1]
+    for process in ("exchange", "exchange-worker"):
+        assert f"http://{name}:{port}" in env_of(footprint_services[process])["CENTRAL_URL"], process
+    assert footprint_services["exchange-worker"]["depends_on"][name]["condition"] == "service_healthy"
+    from deploy.services import ProcessSet
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("CENTRAL_URL", raising=False)
+        patch.setenv("DOCUMENTS_URL", "mongodb://127.0.0.1:1/")  # not started: only the plan is looked at
+        planned = ProcessSet(var_dir=str(tmp_path), ports={"central": 18190})
+        assert planned.central is not None and planned.env["CENTRAL_URL"] == "http://127.0.0.1:18190"
+        given = ProcessSet(var_dir=str(tmp_path), env={"CENTRAL_URL": "https://central.example"})
+        assert given.central is None and given.env["CENTRAL_URL"] == "https://central.example"
 
 
 def test_media_services_get_the_s3_media_url(compose, footprint_services):
