@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test services test-unit test-system bench dlq-list dlq-replay reset clean
+.PHONY: run test services test-unit test-system test-portal portal-deps bench dlq-list dlq-replay reset clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m deploy.embedded
 
-## make test: everything (unit, in-process service tests, system tests with gunicorn + RabbitMQ)
-test: $(STAMP)
+## make test: everything (unit, in-process service tests, system tests with gunicorn + RabbitMQ, the portal in Chromium)
+test: $(STAMP) portal-deps
 	$(PY) -m pytest -q
 
 test-unit: $(STAMP)
@@ -26,6 +26,22 @@ test-unit: $(STAMP)
 
 test-system: $(STAMP)
 	$(PY) -m pytest -q tests/system
+
+## make test-portal: the web portal driven by Playwright in Debian's Chromium (screenshots in tests/portal/artifacts)
+test-portal: $(STAMP) portal-deps
+	$(PY) -m pytest -q tests/portal
+
+# The portal tests need playwright-core (npm) and Debian's Chromium, plus a CJK font so screenshots are legible.
+PORTAL_NODE := tests/portal/node_modules/.package-lock.json
+$(PORTAL_NODE): tests/portal/package.json tests/portal/package-lock.json
+	cd tests/portal && npm ci --no-audit --no-fund
+	touch $@
+
+portal-deps: $(PORTAL_NODE)
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh-tw family | grep -q .; then \
+		echo "installing Debian's chromium and fonts-wqy-microhei for the portal tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; \
+	fi
 
 ## make services: each service and the gateway as a gunicorn process plus a worker process, against RabbitMQ on
 ## localhost and one shared document store (a SecantusDB daemon under ./var/documents unless DOCUMENTS_URL is set)

@@ -29,7 +29,10 @@ export async function newPage(browser, {phone = false, lang = 'zh-TW'} = {}) {
   const context = await browser.newContext(phone
     ? {viewport: {width: 390, height: 844}, deviceScaleFactor: 2, isMobile: true, hasTouch: true}
     : {viewport: {width: 1280, height: 900}});
-  await context.addInitScript(language => localStorage.setItem('footprint.lang', language), lang);
+  // The language a scenario starts in; a switch made in the page then holds across reloads.
+  await context.addInitScript(language => {
+    if (!localStorage.getItem('footprint.lang')) localStorage.setItem('footprint.lang', language);
+  }, lang);
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.problems = [];

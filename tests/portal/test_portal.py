@@ -260,3 +260,20 @@ def test_language_switch_and_city_admin(portal):
     for step in ("english after the switch", "kept after a reload", "server messages in the current language",
                  "city schools side by side"):
         assert f"ok {step}" in out
+
+
+def test_every_text_has_both_languages():
+    """All UI text is in one dictionary per language: the same keys in both, and every key the code asks for."""
+    import re
+
+    portal = HERE.parent.parent / "portal" / "js"
+    key = re.compile(r"^\s*'([\w.]+)':", re.M)
+    zh = key.findall((portal / "i18n" / "zh-TW.js").read_text(encoding="utf-8"))
+    en = key.findall((portal / "i18n" / "en.js").read_text(encoding="utf-8"))
+    assert len(zh) == len(set(zh)) and len(en) == len(set(en)), "a key is defined twice"
+    assert set(zh) == set(en), f"only zh-TW: {sorted(set(zh) - set(en))}; only en: {sorted(set(en) - set(zh))}"
+    used = set()
+    for source in portal.rglob("*.js"):
+        text = source.read_text(encoding="utf-8")
+        used |= set(re.findall(r"\bt\('([\w.]+)'", text)) | set(re.findall(r"label: '([\w.]+)'", text))
+    assert used - set(zh) == set(), f"asked for but missing: {sorted(used - set(zh))}"
