@@ -198,9 +198,30 @@ export async function windows(ctx) {
     calendar(schedule));
 }
 
-// ---- submission status ---------------------------------------------------------------------------------------
+// ---- progress statistics and submission status --------------------------------------------------------------
 
 const STATUSES = ['draft', 'submitted', 'returned', 'certified'];
+const SUMMARY = ['students', 'students_uploaded', 'upload_rate', 'outcomes_uploaded', 'outcomes_certified',
+                 'performances_uploaded', 'counselling_records'];
+
+/** Horizontal bars as a table (readable without the picture): [{label, value, text?, kind?}] */
+export function barChart(caption, rows, {max} = {}) {
+  const most = max ?? Math.max(1, ...rows.map(r => r.value));
+  const chart = h('table', {class: 'bars'}, h('caption', {}, caption),
+    h('tbody', {}, rows.map(r => h('tr', {},
+      h('th', {scope: 'row'}, r.label),
+      h('td', {}, h('span', {class: `bar ${r.kind || ''}`, dataset: {width: String(Math.round((r.value / most) * 100))}})),
+      h('td', {class: 'number'}, r.text ?? String(r.value))))));
+  // Widths through the CSSOM: the portal's CSP allows no inline style attributes.
+  for (const bar of chart.querySelectorAll('.bar')) bar.style.width = `${bar.dataset.width}%`;
+  return chart;
+}
+
+export const percent = rate => `${Math.round(rate * 1000) / 10}%`;
+
+export function statisticsCell(key, row) {
+  return key === 'upload_rate' ? percent(row[key]) : key === 'outcomes_per_student' ? row[key].toFixed(1) : String(row[key]);
+}
 
 export async function status(ctx) {
   const [school] = ctx.params;
@@ -209,28 +230,49 @@ export async function status(ctx) {
   if (!termList.length) { replace(ctx.main, h('h1', {tabindex: '-1'}, t('status.title')), h('p', {class: 'empty'}, t('staff.noTerms'))); return; }
   const chosen = termList.some(x => x.code === sessionStorage.getItem('footprint.term')) ? sessionStorage.getItem('footprint.term') : termList[0].code;
   const year = chosen.slice(0, 3);
-  const [counts, selections] = await Promise.all([
+  const [counts, selections, statistics] = await Promise.all([
     Promise.all(STATUSES.map(s => api.call(`/api/v1/intake/outcomes?term=${chosen}&status=${s}&limit=1`).then(r => r.total))),
     api.call(`/api/v1/intake/schools/${school}/selections/${year}?limit=1`).then(r => r.total).catch(() => null),
+    api.call(`/api/v1/intake/schools/${school}/statistics?term=${chosen}`).catch(error => ({error})),
   ]);
   if (!ctx.alive()) return;
-  const most = Math.max(1, ...counts);
-  const precheck = h('button', {type: 'button', onclick: async () => {
-    try { saveBlob(await api.fetchBlob(`/api/v1/records/schools/${school}/terms/${chosen}/precheck.csv`), `precheck-${school}-${chosen}.csv`); }
-    catch (error) { announce(errorText(error), 'error'); }
-  }}, t('status.precheck'));
+  const download = (path, name, label) => h('button', {type: 'button', onclick: async () => {
+    try { saveBlob(await api.fetchBlob(path), name); } catch (error) { announce(errorText(error), 'error'); }
+  }}, label);
+  const canExport = ['school_admin', 'registrar'].some(r => roles(ctx).includes(r));
+  let report = null;
+  if (statistics.error) {
+    report = h('p', {class: 'notice'}, errorText(statistics.error));
+  } else {
+    const total = statistics.total;
+    report = [
+      h('ul', {class: 'summary', id: 'statistics-summary'}, SUMMARY.map(key =>
+        h('li', {class: key}, h('span', {}, t(`statistics.${key}`)), h('strong', {}, statisticsCell(key, total))))),
+      h('section', {class: 'card'}, barChart(t('statistics.perClass'), statistics.classes.map(c => ({
+        label: c.class_name, value: c.upload_rate, text: `${percent(c.upload_rate)}（${c.students_uploaded}/${c.students}）`})), {max: 1}),
+        table([{label: t('statistics.class'), cell: c => c.class_name},
+               ...['students', 'students_uploaded', 'students_not_uploaded', 'upload_rate', 'outcomes_uploaded',
+                   'outcomes_certified', 'performances_uploaded'].map(key => ({label: t(`statistics.${key}`), cell: c => statisticsCell(key, c)})),
+               canExport ? {label: t('statistics.portfolios'), cell: c => h('button', {type: 'button', class: 'ghost', onclick: async () => {
+                 try { saveBlob(await api.fetchBlob(`/api/v1/intake/schools/${school}/classes/${encodeURIComponent(c.class_name)}/portfolios.zip`), `portfolios-${school}-${c.class_name}.zip`); }
+                 catch (error) { announce(errorText(error), 'error'); }
+               }}, t('statistics.zip'))} : null].filter(Boolean),
+              statistics.classes, {empty: t('statistics.noClasses')})),
+      h('section', {class: 'card'}, statistics.per_day.length
+        ? barChart(t('statistics.perDay'), statistics.per_day.slice(-31).map(d => ({
+          label: d.date, value: d.outcome_files + d.performance_files})))
+        : h('p', {class: 'empty'}, t('statistics.noUploads'))),
+    ];
+  }
   replace(ctx.main, h('h1', {tabindex: '-1'}, t('status.title')),
     termPicker(termList, chosen, code => { sessionStorage.setItem('footprint.term', code); status(ctx); }),
-    h('section', {class: 'card'}, h('h2', {}, t('status.outcomes')),
-      h('table', {class: 'bars'}, h('caption', {class: 'visually-hidden'}, t('status.outcomes')),
-        h('tbody', {}, STATUSES.map((s, i) => h('tr', {},
-          h('th', {scope: 'row'}, t(`status.${s}`)),
-          h('td', {}, h('span', {class: `bar ${s}`, style: null, dataset: {width: String(Math.round(counts[i] / most * 100))}})),
-          h('td', {class: 'number'}, String(counts[i]))))))),
+    report,
+    h('section', {class: 'card'}, barChart(t('status.outcomes'), STATUSES.map((s, i) => ({label: t(`status.${s}`), value: counts[i], kind: s})))),
     selections !== null ? h('p', {class: 'lead'}, t('status.selections', {year, n: selections})) : null,
-    h('div', {class: 'actions'}, precheck));
-  // Widths from data attributes (the CSP allows no inline style attributes in markup, but CSSOM is fine).
-  for (const bar of ctx.main.querySelectorAll('.bar')) bar.style.width = `${bar.dataset.width}%`;
+    h('div', {class: 'actions'},
+      statistics.error ? null : download(`/api/v1/intake/schools/${school}/statistics.csv?term=${chosen}`, `statistics-${school}-${chosen}.csv`, t('status.download.csv')),
+      statistics.error ? null : download(`/api/v1/intake/schools/${school}/statistics.xlsx?term=${chosen}`, `statistics-${school}-${chosen}.xlsx`, t('status.download.xlsx')),
+      download(`/api/v1/records/schools/${school}/terms/${chosen}/precheck.csv`, `precheck-${school}-${chosen}.csv`, t('status.precheck'))));
 }
 
 // ---- users ---------------------------------------------------------------------------------------------------
