@@ -14,6 +14,7 @@ from shared.config import Settings
 from shared.events import (CadreRecorded, EnrolmentCreated, GradeRecorded, SectionCreated, SelectionChanged,
                            SelectionLocked, WindowSet, make_event, parse_event)
 from tests.conftest import test_documents
+from tests.service.test_scheduling_support import problem_of  # noqa: F401 (one problem check for the suites)
 from tests.tokens import TestTokens
 
 A, B = "999001", "999002"
@@ -35,14 +36,6 @@ USERS = {  # user id -> (school, roles)
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def problem_of(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.content_type == "application/problem+json"
-    body = response.get_json()
-    assert body["code"] == code and body["message"]["zh-TW"] and body["message"]["en"], body
-    return body
 
 
 class Clock:
