@@ -45,6 +45,7 @@ ERRORS: dict[str, tuple[int, str, str]] = {
     "disputes_open": (409, "尚有未處理的疑義，不能定案。", "Disputes are still open; the submission cannot be made final."),
     "dispute_window_closed": (409, "目前不在收訖明細確認期間，不能提出疑義。",
                               "Disputes can be raised only during the receipt confirmation window."),
+    "submission_window_closed": (409, "目前不在提交期間。", "Submissions can be made only during the submission window."),
     "nothing_changed": (409, "資料與已提交的內容相同，沒有需要更正的資料列（請先在原服務修正資料）。",
                         "No row differs from what was sent; fix the data in its owning service first."),
     "term_final": (409, "本學期提交的資料已定案，不能再變更。", "This term's submitted data is final and can no longer change."),

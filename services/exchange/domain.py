@@ -2,7 +2,7 @@
 
 - A submission is one per school and scope and period: ``term`` (basic data and course records of a term) or
   ``year`` (the selected outcomes and performances of an academic year, the year of the term given). Asking for
-  it (school admin or registrar) writes its first package header (``waiting`` for a year until intake's lock
+  it (school admin or registrar; inside the term's 提交 window once the school set one) writes its first package header (``waiting`` for a year until intake's lock
   and the selections it counted are in the projection, else ``building``) and then the submission with
   ``exchange.submission.requested.v1``, on which intake locks the year's selections. Asking again is
   ``submission_exists``; a retried request whose first attempt died between the two writes completes it.
@@ -104,6 +104,8 @@ def request_submission(exchange: Exchange, principal: Principal, school: str, sc
     existing = Submission.objects(id=sid).first()
     if existing is not None:
         raise DomainError("submission_final" if existing.state == "final" else "submission_exists")
+    if not window_open(exchange, school, term, "submission"):
+        raise DomainError("submission_window_closed")
     at = exchange.clock()
     year = term[:3]
     # The first package header before the submission: the submission's write (with its event) is what makes the
@@ -225,12 +227,12 @@ def receipts(principal: Principal, school: str, sid: str, *, version: int | None
 
 # ---- disputes ----------------------------------------------------------------------------------------------
 
-def _receipt_window_open(exchange: Exchange, submission: Submission) -> bool:
-    window = Window.objects(school=submission.school, term=submission.term, kind="receipt_confirmation").first()
+def window_open(exchange: Exchange, school: str, term: str, kind: str) -> bool:
+    """Inside the school's window of that kind for the term; True when the school set none (nothing to enforce)."""
+    window = Window.objects(school=school, term=term, kind=kind).first()
     if window is None:
-        return True  # the school set no window: disputes may be raised until the submission is final
-    at = exchange.clock()
-    return utc(window.starts_at) <= at < utc(window.ends_at)
+        return True
+    return utc(window.starts_at) <= exchange.clock() < utc(window.ends_at)
 
 
 def raise_dispute(exchange: Exchange, principal: Principal, school: str, sid: str, *, student_id: str, kind: str,
@@ -239,7 +241,7 @@ def raise_dispute(exchange: Exchange, principal: Principal, school: str, sid: st
     student = _student_scope(principal, student_id)
     if student != student_id:
         raise DomainError("not_found", "no such receipt")
-    if not _receipt_window_open(exchange, submission):
+    if not window_open(exchange, school, submission.term, "receipt_confirmation"):
         raise DomainError("dispute_window_closed")
     query = ReceiptStudent.objects(submission_id=sid, student_id=student_id)
     if version is not None:

@@ -173,3 +173,14 @@ def test_submitting_twice_and_bad_input(world):
     problem_of(world.get(f"/schools/{A}/submissions/{A}-term-{TERM}", "admb"), 404, "not_found")
     problem_of(world.get(f"/schools/{B}/submissions/{A}-term-{TERM}", "admb"), 404, "not_found")
     assert Submission.objects.count() == 1
+
+
+def test_a_submission_is_made_inside_the_submission_window_once_one_is_set(world):
+    from datetime import timedelta
+
+    now = world.clock()
+    world.window("submission", now + timedelta(hours=1), now + timedelta(days=2))
+    problem_of(world.submit("term"), 409, "submission_window_closed")
+    assert Submission.objects.count() == 0 and Package.objects.count() == 0
+    world.clock.advance(3600)
+    assert world.submit("term").status_code == 201
