@@ -188,3 +188,11 @@ def test_as_its_own_process_a_late_answer_was_still_received_and_receipts_surviv
         assert post(f"{sandbox.url}/central/v1/packages", sent)[0] == 200
     finally:
         sandbox.stop()
+
+
+def test_the_log_keeps_the_traceparent_each_package_arrived_with(central):
+    db, client = central
+    traceparent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+    assert client.post("/central/v1/packages", json=package(), headers={"traceparent": traceparent}).status_code == 201
+    assert client.post("/central/v1/packages", json=package("term")).status_code == 201
+    assert [entry["traceparent"] for entry in db.log] == [traceparent, None]
