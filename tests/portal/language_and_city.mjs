@@ -37,6 +37,13 @@ await scenario('language_and_city', async ({open}) => {
   await signIn(city, {school: 'TPE', username: 'cityadmin', password});
   await city.getByRole('heading', {name: '臺北市各校'}).waitFor();
   for (const name of ['足跡示範高級中學', '足跡實驗高級中學']) await city.getByRole('cell', {name}).waitFor();
+  const scoped = city.waitForResponse(r => r.url().includes('/statistics?year=112'));
+  await city.getByLabel('統計範圍').selectOption('year:112');
+  check((await scoped).status() === 200, 'the city statistics of school year 112');
+  await city.locator('#city-scope option[value="year:112"]:checked').waitFor({state: 'attached'}); // re-rendered
+  const first = city.locator('.table-wrap tr', {hasText: '足跡示範高級中學'});
+  const students = Number(await first.locator('td').nth(3).innerText());
+  check(students >= 6, `999001's students side by side (${students})`);
   await shot(city, 'city-01-schools');
   step('city schools side by side');
 });

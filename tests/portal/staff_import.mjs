@@ -48,7 +48,17 @@ await scenario('staff_import', async ({open}) => {
 
   await page.getByRole('link', {name: '上傳與提交狀況'}).click();
   await page.getByRole('heading', {name: '上傳與提交狀況'}).waitFor();
-  check(await page.locator('table.bars tbody tr').count() === 4, 'a bar per outcome status');
+  await page.locator('#statistics-summary li.students strong').waitFor();
+  const students = Number(await page.locator('#statistics-summary li.students strong').innerText());
+  check(students >= 6, `the school's students are counted (${students})`);
+  await page.getByRole('cell', {name: '101', exact: true}).first().waitFor();
+  check(await page.getByRole('table', {name: '課程學習成果（本學期）'}).locator('tbody tr').count() === 4, 'a bar per outcome status');
+  const downloading = page.waitForEvent('download');
+  await page.getByRole('button', {name: '下載統計表（CSV）'}).click();
+  const download = await downloading;
+  check(download.suggestedFilename() === 'statistics-999001-11201.csv', `the CSV is named (${download.suggestedFilename()})`);
+  const csv = await (await import('node:fs/promises')).readFile(await download.path(), 'utf-8');
+  check(csv.includes('學生數'), 'the CSV holds the statistics');
   await shot(page, 'staff-03-status');
   step('status');
 

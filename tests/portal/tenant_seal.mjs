@@ -19,7 +19,8 @@ await scenario('tenant_seal', async ({open}) => {
   await signIn(admin, {school: '999001', username: 'admin', password});
   await admin.getByRole('heading', {name: '資料匯入'}).waitFor();
   for (const [page, api] of [['imports', '/records/schools/999002/terms'], ['windows', '/records/schools/999002/terms'],
-                             ['status', '/records/schools/999002/terms'], ['users', '/schools/999002/users']]) {
+                             ['status', '/records/schools/999002/terms'], ['users', '/schools/999002/users'],
+                             ['submissions', '/exchange/schools/999002/submissions']]) {
     await nothingOf(admin, `/school/999002/${page}`, api);
   }
   await shot(admin, 'seal-01-staff');

@@ -249,6 +249,13 @@ def test_staff_import(portal):
         assert f"ok {step}" in out
 
 
+def test_central_submission_receipts_and_disputes(portal):
+    out = run_scenario(portal, "exchange_receipts")
+    for step in ("term submitted and received", "student raised a dispute on a receipt row",
+                 "staff rejected it and the student reads why"):
+        assert f"ok {step}" in out
+
+
 def test_tenant_seal(portal):
     out = run_scenario(portal, "tenant_seal")
     for step in ("staff pages of another school show nothing of it", "another school's outcome shows nothing of it"):
