@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from mongoengine import (BooleanField, DateTimeField, Document, EmbeddedDocument, EmbeddedDocumentField, FloatField,
-                         IntField, ListField, StringField)
+from mongoengine import (BooleanField, DateTimeField, DictField, Document, EmbeddedDocument, EmbeddedDocumentField,
+                         FloatField, IntField, ListField, StringField)
 
 from shared.outbox import Aggregate
 from shared.finality import final_periods
@@ -116,7 +116,7 @@ class Outcome(Item):
     """課程學習成果: one student's work for one of their course sections in one term."""
 
     meta = {"db_alias": ALIAS, "collection": "outcomes", "indexes": [
-        ("school", "student_id", "term"), ("school", "section_id"), ("school", "term"), "files.file_id",
+        ("school", "student_id", "term"), ("school", "section_id"), ("school", "updated_at"), "files.file_id",
         "retired_files.file_id"]}
     term = StringField(required=True, regex=TERM_PATTERN)
     section_id = StringField(required=True)
@@ -143,7 +143,7 @@ class Performance(Item):
     """多元表現: a competition, licence, service learning, … with proof files and links, per school year."""
 
     meta = {"db_alias": ALIAS, "collection": "performances", "indexes": [
-        ("school", "student_id", "year"), ("school", "year"), "files.file_id", "retired_files.file_id"]}
+        ("school", "student_id", "year"), ("school", "updated_at"), "files.file_id", "retired_files.file_id"]}
     year = StringField(required=True, regex=r"^[0-9]{3}$")  # 學年度
     term = StringField(null=True, regex=TERM_PATTERN)
     category = StringField(required=True, choices=PERFORMANCE_CATEGORIES)
@@ -293,6 +293,32 @@ class School(Document):
     city = StringField(required=True)
     active = BooleanField(default=True)
     event_at = DateTimeField()
+
+
+class Progress(Document):
+    """What the statistics count of one student in one period (``_id`` = <school>:<student_id>:<period>), kept by
+    reports.refresh: a term (``11201``: its outcomes, the performances recorded with that term) or a school year
+    (``112``: all its performances). Always recomputed from the student's items, never incremented, so a repeated
+    refresh cannot drift. ``*_days``: files uploaded per Taiwan date."""
+
+    meta = {"db_alias": ALIAS, "collection": "progress", "indexes": [("school", "period"), ("school", "student_id")]}
+    id = StringField(primary_key=True)
+    school = StringField(required=True)
+    student_id = StringField(required=True)
+    period = StringField(required=True)
+    outcomes = IntField(default=0)        # live outcomes with at least one file
+    certified = IntField(default=0)
+    performances = IntField(default=0)    # live performances
+    outcome_days = DictField()
+    performance_days = DictField()
+
+
+class ProgressMark(Document):
+    """How far reports.refresh has looked at a school's items (their ``updated_at``)."""
+
+    meta = {"db_alias": ALIAS, "collection": "progress_marks"}
+    school = StringField(primary_key=True)
+    refreshed_to = DateTimeField(required=True)
 
 
 class CounsellingEntry(Document):

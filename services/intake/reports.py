@@ -16,20 +16,23 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from flask import Response
 from openpyxl import Workbook
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 
 from shared.auth import Principal, current_principal, require_auth
 from shared.errors import DomainError
 from shared.http import json_response, read_query
 
-from .models import CounsellingEntry, Directory, Outcome, Performance, School
+from .models import CounsellingEntry, Directory, Outcome, Performance, Progress, ProgressMark, School, now
 
 PREFIX = "/api/v1/intake"
 REPORT_ROLES = ("school_admin", "registrar", "curriculum")
-TAIPEI_OFFSET = "+08:00"
+TAIPEI = timezone(timedelta(hours=8))  # no daylight saving
 
 # The table's columns: key, zh-TW, English (CSV and XLSX headers say both).
 COLUMNS = [
@@ -110,28 +113,105 @@ def _city_for(principal: Principal, city: str) -> None:
         raise DomainError("not_found")
 
 
-# ---- counting ------------------------------------------------------------------------------------------------
+# ---- counting: counters kept per student and period ---------------------------------------------------------
+# A statistics request first refreshes the school's Progress counters of the students whose items changed since
+# the last refresh (found by the (school, updated_at) index: every write of an outcome or performance sets
+# updated_at, certification decisions included), then adds up the counters: a few thousand small documents
+# instead of every outcome of the school. A school's first refresh builds all its counters in one pass.
 
-def _matching(indexed: dict, rest: dict) -> list[dict]:
-    """``indexed`` (school and term or year) first, alone, so the store plans it on its index; ``rest`` after it
-    (a ``deleted_at: null`` beside them made SecantusDB scan the collection)."""
-    return [{"$match": indexed}, {"$match": rest}] if rest else [{"$match": indexed}]
-
-
-def _per_student(collection, indexed: dict, rest: dict, certified: bool = False) -> dict[str, tuple[int, int]]:
-    """student_id → (items, certified items), grouped by the store."""
-    group = {"_id": "$student_id", "n": {"$sum": 1}}
-    if certified:
-        group["certified"] = {"$sum": {"$cond": [{"$eq": ["$status", "certified"]}, 1, 0]}}
-    return {row["_id"]: (row["n"], row.get("certified", 0))
-            for row in collection.aggregate([*_matching(indexed, rest), {"$group": group}])}
+REFRESH_LAG = timedelta(seconds=60)  # look again at writes stamped this long before the last refresh (in flight then)
+STATE_FIELDS = {"student_id": 1, "term": 1, "year": 1, "status": 1, "deleted_at": 1, "files.uploaded_at": 1}
 
 
-def _files_per_day(collection, indexed: dict, rest: dict) -> dict[str, int]:
-    pipeline = [*_matching(indexed, rest), {"$unwind": "$files"},
-                {"$group": {"_id": {"$dateToString": {"format": "%Y-%m-%d", "date": "$files.uploaded_at",
-                                                      "timezone": TAIPEI_OFFSET}}, "n": {"$sum": 1}}}]
-    return {row["_id"]: row["n"] for row in collection.aggregate(pipeline)}
+def _term_code(term: str) -> str:
+    """"11201", also from the older "1121" form intake still accepts."""
+    return f"{term[:3]}0{term[-1]}"
+
+
+def _day(moment: datetime) -> str:
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(TAIPEI).date().isoformat()
+
+
+def _counters(school: str, students: list[str] | None) -> dict[str, dict]:
+    """Every Progress document of ``students`` (None: of every student) recomputed from their items:
+    <school>:<student>:<period> → fields. Many students are read in one pass over the school's items rather than
+    through a long ``$in`` (SecantusDB tests ``$in`` member by member)."""
+    counters: dict[str, dict] = {}
+
+    def of(student_id: str, period: str) -> dict:
+        return counters.setdefault(f"{school}:{student_id}:{period}", {
+            "school": school, "student_id": student_id, "period": period, "outcomes": 0, "certified": 0,
+            "performances": 0, "outcome_days": {}, "performance_days": {}})
+
+    def add_days(counter: dict, field: str, files: list[dict]) -> None:
+        for f in files:
+            day = _day(f["uploaded_at"])
+            counter[field][day] = counter[field].get(day, 0) + 1
+
+    chosen = None if students is None else set(students)
+    match = {"school": school}
+    if chosen is not None and len(chosen) <= 50:
+        match["student_id"] = {"$in": students}
+    for o in Outcome._get_collection().find(match, STATE_FIELDS):
+        if chosen is not None and o["student_id"] not in chosen:
+            continue
+        counter = of(o["student_id"], _term_code(o["term"]))
+        if o.get("deleted_at") is None and o.get("files"):
+            counter["outcomes"] += 1
+            counter["certified"] += o.get("status") == "certified"
+            add_days(counter, "outcome_days", o["files"])
+    for p in Performance._get_collection().find(match, STATE_FIELDS):
+        if chosen is not None and p["student_id"] not in chosen:
+            continue
+        periods = [p["year"]] + ([_term_code(p["term"])] if p.get("term") else [])
+        for period in periods:
+            counter = of(p["student_id"], period)
+            if p.get("deleted_at") is None:
+                counter["performances"] += 1
+                add_days(counter, "performance_days", p.get("files") or [])
+    return counters
+
+
+def refresh(school: str) -> int:
+    """Bring the school's counters up to date with its items; returns how many students were recounted."""
+    started = now()
+    mark = ProgressMark._get_collection().find_one({"_id": school})
+    collection = Progress._get_collection()
+    if mark is None:  # the school's first statistics: count everyone in one pass
+        counters = _counters(school, None)
+        _insert(collection, counters)
+        ProgressMark._get_collection().update_one({"_id": school}, {"$max": {"refreshed_to": started}}, upsert=True)
+        return len({c["student_id"] for c in counters.values()})
+    changed = {"school": school, "updated_at": {"$gt": mark["refreshed_to"] - REFRESH_LAG}}
+    students = sorted({d["student_id"] for model in (Outcome, Performance)
+                       for d in model._get_collection().find(changed, {"student_id": 1})})
+    if students:
+        counters = _counters(school, students)
+        # periods a student no longer has anything in (their last item deleted) count zero, not the old count
+        stale = [d["_id"] for d in collection.find({"school": school, "student_id": {"$in": students}}, {"_id": 1})
+                 if d["_id"] not in counters]
+        if stale:
+            collection.update_many({"_id": {"$in": stale}}, {"$set": {
+                "outcomes": 0, "certified": 0, "performances": 0, "outcome_days": {}, "performance_days": {}}})
+        if counters:
+            collection.bulk_write([UpdateOne({"_id": key}, {"$set": values}, upsert=True)
+                                   for key, values in counters.items()], ordered=False)
+    ProgressMark._get_collection().update_one({"_id": school}, {"$max": {"refreshed_to": started}}, upsert=True)
+    return len(students)
+
+
+def _insert(collection, counters: dict[str, dict]) -> None:
+    """The first counters of a school, inserted (far cheaper than upserts); those a concurrent first refresh
+    inserted meanwhile are written over."""
+    try:
+        if counters:
+            collection.insert_many([{"_id": key, **values} for key, values in counters.items()], ordered=False)
+    except BulkWriteError as exc:
+        taken = [e["op"]["_id"] for e in exc.details.get("writeErrors", []) if e.get("code") == 11000]
+        if len(taken) != len(exc.details.get("writeErrors", [])):
+            raise
+        collection.bulk_write([UpdateOne({"_id": key}, {"$set": counters[key]}) for key in taken], ordered=False)
 
 
 def row(students: int, uploaded: int, outcomes: int, certified: int, performances: int, counselling: int) -> dict:
@@ -151,16 +231,31 @@ def _sum_rows(rows: list[dict]) -> dict:
 
 def school_numbers(school: str, scope: Scope, *, detail: bool = True) -> dict:
     """The school's total row, and (``detail``) a row per class and the files uploaded per day."""
+    refresh(school)
     roll = {d["_id"]: (d.get("class_name") or "", d.get("grade"))
             for d in Directory._get_collection().find({"school": school, "roles": "student", "active": True},
                                                       {"class_name": 1, "grade": 1})}
-    in_terms = {"school": school, "term": {"$in": scope.terms}}
-    in_scope = {"school": school, **scope.performances}
-    live = {"deleted_at": None}
-    outcomes = _per_student(Outcome._get_collection(), in_terms, {**live, "files.0": {"$exists": True}},
-                            certified=True)
-    performances = _per_student(Performance._get_collection(), in_scope, live)
-    counselling = _per_student(CounsellingEntry._get_collection(), in_terms, {"removed": {"$ne": True}})
+    terms = [f"{scope.year}01", f"{scope.year}02"] if scope.term is None else [_term_code(scope.term)]
+    # per student: [outcomes, certified, performances, counselling]
+    numbers: dict[str, list[int]] = {}
+    outcome_days: dict[str, int] = {}
+    performance_days: dict[str, int] = {}
+    for counter in Progress._get_collection().find({"school": school, "period": {"$in": terms + [scope.year]}}):
+        mine = numbers.setdefault(counter["student_id"], [0, 0, 0, 0])
+        if counter["period"] in terms:
+            mine[0] += counter.get("outcomes", 0)
+            mine[1] += counter.get("certified", 0)
+            for day, n in (counter.get("outcome_days") or {}).items():
+                outcome_days[day] = outcome_days.get(day, 0) + n
+        if counter["period"] == (scope.term and _term_code(scope.term) or scope.year):
+            mine[2] += counter.get("performances", 0)
+            for day, n in (counter.get("performance_days") or {}).items():
+                performance_days[day] = performance_days.get(day, 0) + n
+    counselling = CounsellingEntry._get_collection().aggregate([
+        {"$match": {"school": school, "term": {"$in": scope.terms}}}, {"$match": {"removed": {"$ne": True}}},
+        {"$group": {"_id": "$student_id", "n": {"$sum": 1}}}])
+    for entry in counselling:
+        numbers.setdefault(entry["_id"], [0, 0, 0, 0])[3] += entry["n"]
     classes: dict[str, list[str]] = {}
     for student_id, (class_name, _) in roll.items():
         classes.setdefault(class_name, []).append(student_id)
@@ -168,14 +263,11 @@ def school_numbers(school: str, scope: Scope, *, detail: bool = True) -> dict:
     for class_name, members in sorted(classes.items()):
         grades = [roll[m][1] for m in members if roll[m][1] is not None]
         grade = max(set(grades), key=grades.count) if grades else None  # a class's grade: most of its students'
-        numbers = [outcomes.get(m, (0, 0)) for m in members]
+        counts = [numbers.get(m, [0, 0, 0, 0]) for m in members]
         rows.append({"class_name": class_name, "grade": grade, **row(
-            len(members), sum(1 for n, _ in numbers if n), sum(n for n, _ in numbers), sum(c for _, c in numbers),
-            sum(performances.get(m, (0, 0))[0] for m in members), sum(counselling.get(m, (0, 0))[0] for m in members))})
+            len(members), sum(1 for c in counts if c[0]), *(sum(c[i] for c in counts) for i in range(4)))})
     result = {"total": _sum_rows(rows) if rows else row(0, 0, 0, 0, 0, 0)}
     if detail:
-        outcome_days = _files_per_day(Outcome._get_collection(), in_terms, live)
-        performance_days = _files_per_day(Performance._get_collection(), in_scope, live)
         result["classes"] = rows
         result["per_day"] = [{"date": day, "outcome_files": outcome_days.get(day, 0),
                               "performance_files": performance_days.get(day, 0)}
