@@ -30,8 +30,11 @@ export async function newPage(browser, {phone = false, lang = 'zh-TW'} = {}) {
     ? {viewport: {width: 390, height: 844}, deviceScaleFactor: 2, isMobile: true, hasTouch: true}
     : {viewport: {width: 1280, height: 900}});
   // The language a scenario starts in; a switch made in the page then holds across reloads.
+  // (init scripts also run in frames without storage, such as the PDF viewer's: those are left alone)
   await context.addInitScript(language => {
-    if (!localStorage.getItem('footprint.lang')) localStorage.setItem('footprint.lang', language);
+    try {
+      if (window.localStorage && !localStorage.getItem('footprint.lang')) localStorage.setItem('footprint.lang', language);
+    } catch { /* an opaque origin */ }
   }, lang);
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
