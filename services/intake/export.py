@@ -209,22 +209,19 @@ def _attachment(name: str) -> str:
 def install_routes(api) -> None:
     """Export routes on intake's Api (so they are in its OpenAPI document)."""
 
-    @api.route("GET", f"{PREFIX}/students/<student_id>/portfolio.json", summary="A student's portfolio as JSON: "
-               "outcomes, performances (every file's sha256), certification state, selections (the student; "
-               "homeroom teacher, registrar, school admin)", tags=["intake-export"])
+    @api.route("GET", f"{PREFIX}/students/<student_id>/portfolio.<kind>", summary="A student's portfolio as JSON "
+               "(outcomes, performances with every file's sha256, certification state, selections) or PDF (the same, "
+               "zh-TW, font embedded); the student, the class's homeroom teacher, registrar, school admin",
+               tags=["intake-export"])
     @require_auth()
-    def portfolio_document(student_id):
+    def portfolio_document(student_id, kind):
+        if kind not in ("json", "pdf"):
+            raise DomainError("route_not_found", "portfolios come as .json or .pdf")
         document = portfolio(_student(current_principal(), student_id))
-        return Response(portfolio_json(document), content_type="application/json; charset=utf-8", headers={
-            "Content-Disposition": _attachment(f"portfolio-{student_id}.json"), "Cache-Control": "private, no-store"})
-
-    @api.route("GET", f"{PREFIX}/students/<student_id>/portfolio.pdf", summary="A student's portfolio as PDF (zh-TW, "
-               "font embedded), with every file's sha256", tags=["intake-export"])
-    @require_auth()
-    def portfolio_document_pdf(student_id):
-        document = portfolio(_student(current_principal(), student_id))
-        return Response(portfolio_pdf(document), content_type="application/pdf", headers={
-            "Content-Disposition": _attachment(f"portfolio-{student_id}.pdf"), "Cache-Control": "private, no-store"})
+        body, media_type = ((portfolio_json(document), "application/json; charset=utf-8") if kind == "json"
+                            else (portfolio_pdf(document), "application/pdf"))
+        return Response(body, content_type=media_type, headers={
+            "Content-Disposition": _attachment(f"portfolio-{student_id}.{kind}"), "Cache-Control": "private, no-store"})
 
     @api.route("GET", f"{PREFIX}/schools/<code>/classes/<class_name>/portfolios.zip", summary="A class's portfolios "
                "(PDF and JSON per student) as a zip, streamed (homeroom teacher of the class, registrar, school admin)",

@@ -119,6 +119,7 @@ def test_who_may_export_whom(world, portfolio):
         problem_of(world.get(url("s1", kind), "b1"), 404, "not_found")
         problem_of(world.get(url("s1", kind), "b_admin"), 404, "not_found")
         problem_of(world.get(url("nobody", kind), "admin"), 404, "not_found")
+    problem_of(world.get(url("s1", "docx"), "s1"), 404, "route_not_found")
     # the homeroom teacher of the class, the registrar and the school admin may; other teachers may not
     for user in ("t_home", "registrar", "admin"):
         assert world.get(url("s1", "json"), user).status_code == 200, user
