@@ -93,6 +93,15 @@ await scenario('teacher_certification', async ({open}) => {
   await shot(page, 'teacher-05-certified');
   step('bulk certified');
 
+  // The homeroom teacher of 101 downloads the class's portfolios.
+  const downloading = page.waitForEvent('download');
+  await page.getByRole('button', {name: '下載 101 班學習歷程（zip）'}).click();
+  const download = await downloading;
+  const zip = await (await import('node:fs/promises')).readFile(await download.path());
+  check(download.suggestedFilename() === 'portfolios-999001-101.zip' && zip.subarray(0, 2).toString() === 'PK',
+        `the class's portfolios arrive as a zip (${download.suggestedFilename()})`);
+  step('class portfolios downloaded');
+
   await page.getByRole('link', {name: '代理人'}).click();
   await page.getByRole('heading', {name: '代理人'}).waitFor();
   await shot(page, 'teacher-06-substitutes');

@@ -239,7 +239,7 @@ def test_student_journey(portal):
 def test_teacher_certification(portal):
     out = run_scenario(portal, "teacher_certification")
     for step in ("queue by course and class", "image and pdf previewed", "certified", "audio and video play",
-                 "returned with a reason", "bulk certified"):
+                 "returned with a reason", "bulk certified", "class portfolios downloaded"):
         assert f"ok {step}" in out
 
 

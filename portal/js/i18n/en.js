@@ -404,4 +404,5 @@ export default {
   'city.term': "School year {year}, semester {semester}",
   'city.rates': "Upload rate per school",
   'city.total': "City: {students} students, upload rate {rate}, {outcomes} outcomes.",
+  'queue.classPortfolios': 'Download the portfolios of class {name} (zip)',
 };

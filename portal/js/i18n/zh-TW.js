@@ -404,4 +404,5 @@ export default {
   'city.term': "{year} 學年度第 {semester} 學期",
   'city.rates': "各校上傳率",
   'city.total': "全市：學生 {students} 人，上傳率 {rate}，成果 {outcomes} 件。",
+  'queue.classPortfolios': '下載 {name} 班學習歷程（zip）',
 };
