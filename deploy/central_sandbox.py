@@ -83,9 +83,9 @@ def _row_problem(kind: str, row: dict) -> str | None:
     if kind in ("outcomes", "performances"):
         if len(row.get("brief") or "") > MAX_BRIEF:
             return "brief_too_long"
-        if kind == "outcomes" and not row["files"]:
+        if kind == "outcomes" and not row.get("files"):
             return "no_file"
-        for entry in row["files"]:
+        for entry in row.get("files", []):
             if reason := _file_problem(entry):
                 return reason
     return None
@@ -140,22 +140,22 @@ class CentralDatabase:
                              (package.school, package.term, package.scope, package.corrects_version)]
                 if not corrected:
                     return 409, "nothing_to_correct"
-            receipt = self._receipt(package, tamper=bool(fault and fault["mode"] == "tamper"))
+            receipt = self._receipt(package, raw, tamper=bool(fault and fault["mode"] == "tamper"))
             self.receipts[package.package_id] = receipt
             self.digests[package.package_id] = package.package_sha256
             self._keep(receipt, package.package_sha256)
             return 201, receipt
 
-    def _receipt(self, package: Package, *, tamper: bool) -> dict:
+    def _receipt(self, package: Package, raw: dict, *, tamper: bool) -> dict:
+        """The receipt, row by row from the validated package's JSON (``raw``: same content, plain dicts)."""
         students = []
         tampered = False
-        for student in package.students:
+        for student in raw["students"]:
             # all four kinds of 收訖明細 on every student; those a package of this scope cannot carry are null
-            entry = {"student_id": student.student_id, **{kind: None for kind in RECEIPT_KINDS}}
+            entry = {"student_id": student["student_id"], **{kind: None for kind in RECEIPT_KINDS}}
             for kind in KINDS_OF_SCOPE[package.scope]:
                 rows, seen = [], set()
-                for index, row in enumerate(getattr(student, kind)):
-                    data = row.model_dump()
+                for index, data in enumerate(student.get(kind, [])):
                     reason = _row_problem(kind, data)
                     if reason is None and data["key"] in seen:
                         reason = "duplicate_key"
@@ -218,7 +218,7 @@ def create_app(central: CentralDatabase | None = None) -> Flask:
         if not isinstance(raw, dict):
             return problem("malformed_package", "the body is not a JSON object")
         try:
-            package = Package.model_validate(raw)
+            package = Package.model_validate_json(request.get_data())  # pydantic's own parser: several times faster
         except ValidationError as exc:
             errors = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["type"]} for e in exc.errors()]
             return problem("malformed_package", errors=errors[:50])

@@ -205,7 +205,7 @@ def submission_out(s: Submission, view: domain.SubmissionView | None = None, *, 
 
 def receipt_out(r: ReceiptStudent) -> dict:
     return {"student_id": r.student_id, "version": r.version, "package_id": r.package_id,
-            **{kind: (r.kinds or {}).get(kind) for kind in domain.RECEIPT_KINDS}}
+            **{kind: r.kinds().get(kind) for kind in domain.RECEIPT_KINDS}}
 
 
 def dispute_out(d: Dispute) -> dict:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 
-from shared.central import KINDS_OF_SCOPE, canonical_digest
+from shared.central import KINDS_OF_SCOPE
 from shared.storage import verified_read
 
 from .models import Cadre, CourseRecord, Package, Section, Selection, YearLock
@@ -66,90 +67,120 @@ def year_complete(school: str, year: str) -> bool:
     return len(revisions) >= lock.students and (lock.revisions is None or sum(revisions) >= lock.revisions)
 
 
+def canonical(value) -> str:
+    """JSON as shared.central.canonical_digest writes it (sorted keys, no spaces, UTF-8 as is)."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Rows:
+    """One kind of one student's rows: how many, and the list as canonical JSON (made once; a build stitches)."""
+
+    count: int
+    text: str
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> "Rows":
+        return cls(len(rows), canonical(sorted(rows, key=lambda row: row["key"])))
+
+    def rows(self) -> list[dict]:
+        return json.loads(self.text)
+
+
 def _files(files: list[dict]) -> list[dict]:
     return [{"name": f["name"][:255], "media_type": f["media_type"], "size": f["size"], "sha256": f["sha256"]}
             for f in files]
 
 
-def student_rows(scope: str, snap: dict[str, list[dict]]) -> dict[str, dict[str, list[dict]]]:
-    """student id -> kind -> rows (central contract shape), each list ordered by key: the same data, the same rows."""
-    students: dict[str, dict[str, list[dict]]] = {}
+def selection_rows(outcomes: list[dict], performances: list[dict]) -> dict[str, dict]:
+    """A selection's rows in the central contract's shape, made when the selection arrives (stored on the
+    projection as {kind: {"count", "text"}}), so a build of thousands of students only joins strings."""
+    made = {
+        "outcomes": Rows.of([{"key": o["outcome_id"], "course_code": o["course_code"],
+                              "title": (o.get("subject_name") or o["course_code"])[:120],
+                              "brief": o.get("brief") or "", "files": _files(o["files"])} for o in outcomes]),
+        "performances": Rows.of([{"key": p["performance_id"], "category": p["category"][:40], "title": p["name"][:120],
+                                  "brief": p.get("brief") or "", "files": _files(p["files"]),
+                                  "links": list(p.get("links") or [])} for p in performances])}
+    return {kind: {"count": rows.count, "text": rows.text} for kind, rows in made.items()}
+
+
+def student_rows(scope: str, snap: dict[str, list[dict]]) -> dict[str, dict[str, Rows]]:
+    """student id -> kind -> rows (central contract shape, ordered by key): the same data, the same bytes."""
+    if scope == "year":
+        students = {s["student_id"]: {kind: Rows(**s["rows"][kind]) for kind in KINDS_OF_SCOPE["year"]}
+                    for s in snap["selections"]}
+        return {student: kinds for student, kinds in students.items() if any(r.count for r in kinds.values())}
+    lists: dict[str, dict[str, list[dict]]] = {}
 
     def rows_of(student: str) -> dict[str, list[dict]]:
-        return students.setdefault(student, {kind: [] for kind in KINDS_OF_SCOPE[scope]})
+        return lists.setdefault(student, {kind: [] for kind in KINDS_OF_SCOPE["term"]})
 
-    if scope == "term":
-        sections = {s["_id"]: s for s in snap["sections"]}
-        for record in snap["course_records"]:
-            if record.get("active") is False or not record.get("student_id"):
-                continue
-            section = sections.get(record.get("section_id"))
-            if section is None or not section.get("course_code"):
-                raise NotReady(f"section {record.get('section_id')} of enrolment {record['_id']} is not known yet")
-            rows_of(record["student_id"])["course_records"].append({
-                "key": record["_id"], "course_code": section["course_code"],
-                "name": (section.get("subject_name") or section["course_code"])[:120],
-                "credits": section.get("credits") or 0, "score": record.get("score"), "passed": record.get("passed")})
-        for cadre in snap["cadres"]:
-            if cadre.get("active") is False or not cadre.get("unit"):
-                continue
-            rows_of(cadre["student_id"])["cadres"].append({"key": cadre["_id"], "unit": cadre["unit"][:60],
-                                                            "role": cadre["title"][:60]})
-    else:
-        for selection in snap["selections"]:
-            rows = rows_of(selection["student_id"])
-            for o in selection.get("outcomes", []):
-                rows["outcomes"].append({"key": o["outcome_id"], "course_code": o["course_code"],
-                                         "title": (o.get("subject_name") or o["course_code"])[:120],
-                                         "brief": o.get("brief") or "", "files": _files(o["files"])})
-            for p in selection.get("performances", []):
-                rows["performances"].append({"key": p["performance_id"], "category": p["category"][:40],
-                                             "title": p["name"][:120], "brief": p.get("brief") or "",
-                                             "files": _files(p["files"]), "links": list(p.get("links") or [])})
-    for kinds in students.values():
-        for rows in kinds.values():
-            rows.sort(key=lambda row: row["key"])
-    return {student: kinds for student, kinds in students.items() if any(kinds.values())}
+    sections = {s["_id"]: s for s in snap["sections"]}
+    for record in snap["course_records"]:
+        if record.get("active") is False or not record.get("student_id"):
+            continue
+        section = sections.get(record.get("section_id"))
+        if section is None or not section.get("course_code"):
+            raise NotReady(f"section {record.get('section_id')} of enrolment {record['_id']} is not known yet")
+        rows_of(record["student_id"])["course_records"].append({
+            "key": record["_id"], "course_code": section["course_code"],
+            "name": (section.get("subject_name") or section["course_code"])[:120],
+            "credits": section.get("credits") or 0, "score": record.get("score"), "passed": record.get("passed")})
+    for cadre in snap["cadres"]:
+        if cadre.get("active") is False or not cadre.get("unit"):
+            continue
+        rows_of(cadre["student_id"])["cadres"].append({"key": cadre["_id"], "unit": cadre["unit"][:60],
+                                                        "role": cadre["title"][:60]})
+    return {student: {kind: Rows.of(rows) for kind, rows in kinds.items()} for student, kinds in lists.items()}
 
 
 def row_digest(row: dict) -> str:
-    return hashlib.sha256(json.dumps(row, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical(row).encode()).hexdigest()
 
 
-def changed_rows(current: dict[str, dict[str, list[dict]]], sent: dict[tuple[str, str, str], str],
-                 always: set[tuple[str, str, str]]) -> dict[str, dict[str, list[dict]]]:
+def changed_rows(current: dict[str, dict[str, Rows]], sent: dict[tuple[str, str, str], str],
+                 always: set[tuple[str, str, str]]) -> dict[str, dict[str, Rows]]:
     """The rows of ``current`` that differ from what was sent (``sent``: (student, kind, key) -> row digest), plus
     those in ``always`` (rows the central side holds wrong although ours did not change)."""
-    changed: dict[str, dict[str, list[dict]]] = {}
+    changed: dict[str, dict[str, Rows]] = {}
     for student, kinds in current.items():
-        for kind, rows in kinds.items():
-            for row in rows:
-                where = (student, kind, row["key"])
-                if where in always or sent.get(where) != row_digest(row):
-                    changed.setdefault(student, {k: [] for k in kinds})[kind].append(row)
+        found = {kind: [row for row in rows.rows()
+                        if (student, kind, row["key"]) in always or sent.get((student, kind, row["key"])) != row_digest(row)]
+                 for kind, rows in kinds.items()}
+        if any(found.values()):
+            changed[student] = {kind: Rows.of(rows) for kind, rows in found.items()}
     return changed
 
 
-def package_body(package: Package, rows: dict[str, dict[str, list[dict]]], built_at: datetime) -> tuple[dict, bytes]:
-    content = {"package_id": package.id, "school": package.school, "term": package.term, "scope": package.scope,
-               "version": package.version, "built_at": built_at.isoformat(), "corrects_version": package.corrects_version,
-               "students": [{"student_id": student, **rows[student]} for student in sorted(rows)]}
-    content["package_sha256"] = canonical_digest(content)
-    return content, json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+def package_body(package: Package, rows: dict[str, dict[str, Rows]], built_at: datetime) -> tuple[str, bytes]:
+    """(package_sha256, body): the canonical JSON of the content is joined from the rows' canonical texts (what
+    canonical_digest would write for the whole content, without parsing a single row again), hashed, and sent
+    with its ``package_sha256`` added."""
+    head = canonical({"package_id": package.id, "school": package.school, "term": package.term,
+                      "scope": package.scope, "version": package.version, "built_at": built_at.isoformat(),
+                      "corrects_version": package.corrects_version, "students": None})
+    students = ",".join("{" + ",".join(f"{canonical(key)}:{text}" for key, text in sorted(
+        [("student_id", canonical(student))] + [(kind, r.text) for kind, r in rows[student].items()])) + "}"
+        for student in sorted(rows))
+    assert head.count('"students":null') == 1
+    content = head.replace('"students":null', f'"students":[{students}]')
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+    return digest, (content[:-1] + f',"package_sha256":"{digest}"}}').encode("utf-8")
 
 
 def body_key(package: Package) -> str:
     return f"exchange/{package.school}/{package.id}.json"
 
 
-def store_body(store, package: Package, rows: dict[str, dict[str, list[dict]]], built_at: datetime) -> dict:
+def store_body(store, package: Package, rows: dict[str, dict[str, Rows]], built_at: datetime) -> dict:
     """Write the body to the media store; returns the header fields that record it (set them in one write)."""
-    content, data = package_body(package, rows, built_at)
+    digest, data = package_body(package, rows, built_at)
     key = body_key(package)
     store.put(key, [data], length=len(data), content_type="application/json")
-    return {"built_at": built_at, "package_sha256": content["package_sha256"], "body_key": key,
+    return {"built_at": built_at, "package_sha256": digest, "body_key": key,
             "body_sha256": hashlib.sha256(data).hexdigest(), "body_size": len(data), "students": len(rows),
-            "rows": {kind: sum(len(s[kind]) for s in rows.values()) for kind in KINDS_OF_SCOPE[package.scope]}}
+            "rows": {kind: sum(s[kind].count for s in rows.values()) for kind in KINDS_OF_SCOPE[package.scope]}}
 
 
 def read_body(store, package: Package) -> bytes:

@@ -21,6 +21,7 @@ from shared.events import (CadreRecorded, CadreRemoved, EnrolmentCreated, Enrolm
                            SectionCreated, SectionUpdated, SelectionChanged, SelectionLocked, WindowSet)
 from shared.projections import unless_newer, user_directory_subscription
 
+from .build import selection_rows
 from .models import Cadre, CourseRecord, DirectoryUser, Section, Selection, Window, YearLock
 
 COURSE_EVENTS = ["records.section.created.v1", "records.section.updated.v1", "records.enrolment.created.v1",
@@ -71,8 +72,8 @@ def apply_selection_event(envelope: Envelope, payload) -> None:
         _write(Selection, {"_id": payload.selection_id, "revision": {"$not": {"$gte": payload.revision}}}, {
             "school": payload.school, "student_id": payload.student_id, "year": payload.year,
             "revision": payload.revision,
-            "outcomes": [o.model_dump(mode="json") for o in payload.outcomes],
-            "performances": [p.model_dump(mode="json") for p in payload.performances]})
+            "rows": selection_rows([o.model_dump(mode="json") for o in payload.outcomes],
+                                   [p.model_dump(mode="json") for p in payload.performances])})
     elif isinstance(payload, SelectionLocked):
         # The latest announcement of the lock wins (intake announces it again on every year submission).
         try:

@@ -158,7 +158,7 @@ def request_correction(exchange: Exchange, principal: Principal, school: str, si
     sent = build.sent_rows(exchange.store, received)
     always = {(d.student_id, d.kind, d.row_key) for d in disputes if d.by_platform}
     rows = build.changed_rows(current, sent, always)
-    changed = {(s, k, r["key"]) for s, kinds in rows.items() for k, found in kinds.items() for r in found}
+    changed = {(s, k, r["key"]) for s, kinds in rows.items() for k, found in kinds.items() for r in found.rows()}
     unchanged = [d for d in disputes if not d.by_platform and (d.student_id, d.kind, d.row_key) not in changed]
     if unchanged or not rows:
         raise DomainError("nothing_changed", errors=[{"field": "dispute_ids", "code": "unchanged",
@@ -248,7 +248,7 @@ def raise_dispute(exchange: Exchange, principal: Principal, school: str, sid: st
         query = query.filter(version=version)
     found = None
     for receipt in query.order_by("-version"):
-        if any(row["key"] == row_key for row in ((receipt.kinds or {}).get(kind) or {}).get("rows", [])):
+        if any(row["key"] == row_key for row in (receipt.kinds().get(kind) or {}).get("rows", [])):
             found = receipt
             break
     if found is None:

@@ -19,6 +19,7 @@ increments — the build's snapshot check compares them): students (user directo
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 
 from mongoengine import (BooleanField, DateTimeField, DictField, Document, EmbeddedDocument, EmbeddedDocumentField,
@@ -103,14 +104,18 @@ class Package(Document):
 
 class ReceiptStudent(Document):
     meta = {"db_alias": ALIAS, "collection": "receipt_students",
-            "indexes": [("submission_id", "student_id", "version"), ("package_id", "student_id")]}
+            "indexes": [("submission_id", "student_id", "version")]}
     id = StringField(primary_key=True)  # <package_id>:<student_id>
     package_id = StringField(required=True)
     submission_id = StringField(required=True)
     school = StringField(required=True)
     version = IntField(required=True)
     student_id = StringField(required=True)
-    kinds = DictField()  # kind -> {received, rejected, rows: [{key, status, reason, sha256}]} or None
+    # kind -> {received, rejected, rows: [{key, status, reason, sha256}]} or null, as the central side sent it (JSON)
+    receipt_json = StringField(required=True)
+
+    def kinds(self) -> dict:
+        return json.loads(self.receipt_json)
 
 
 class Resolution(EmbeddedDocument):
@@ -190,7 +195,8 @@ class Cadre(Document):
 
 
 class Selection(Document):
-    """A student's 勾選 of a school year as intake announced it whole (the highest revision wins)."""
+    """A student's 勾選 of a school year as intake announced it whole (the highest revision wins), kept as the rows it
+    becomes in a package: made once when it arrives, so a build of thousands of students only joins them."""
 
     meta = {"db_alias": ALIAS, "collection": "selections", "indexes": [("school", "year")]}
     selection_id = StringField(primary_key=True)
@@ -198,8 +204,7 @@ class Selection(Document):
     student_id = StringField(required=True)
     year = StringField(required=True)
     revision = IntField(required=True)
-    outcomes = ListField(DictField())
-    performances = ListField(DictField())
+    rows = DictField()  # kind -> {count, text}: the selected items as central rows, canonical JSON (build.selection_rows)
     rev = IntField(default=0)
 
 

@@ -77,7 +77,7 @@ def test_the_same_package_sent_again_is_one_receipt(world):
     again = package()
     arrivals = [entry for entry in central_log(world) if entry["package_id"] == TERM_PACKAGE]
     assert [entry["outcome"] for entry in arrivals] == [201, 200]  # the central side knew it: same receipt
-    assert again.receipt_id == first.receipt_id and ReceiptStudent.objects(package_id=TERM_PACKAGE).count() == 2
+    assert again.receipt_id == first.receipt_id and ReceiptStudent.objects(submission_id=f"{A}-term-{TERM}").count() == 2
 
 
 def test_server_errors_are_retried_with_growing_backoff(world):
