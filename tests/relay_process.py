@@ -5,8 +5,9 @@ lease tests (tests/service/test_outbox.py in-process, tests/system/test_outbox_r
 
 connects to ``<P>_outboxtest`` on the store, relays ``Parcel`` events to the exchange until SIGTERM (a clean
 stop: the lease is released) or SIGKILL (not), prints one JSON line ``{"holder": …}`` once its relay runs and
-one ``{"published": n}`` line on a clean exit. ``--no-lease`` makes every relay believe it holds the lease,
-to show that the replica test catches the duplicates a relay without the lease produces.
+one ``{"published": n}`` line on a clean exit. ``--lease`` sets the lease's length in seconds. ``--no-lease``
+makes every relay believe it holds the lease, to show that the replica test catches the duplicates a relay
+without the lease produces.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from mongoengine import IntField
 from shared.bus import EventBus, events_exchange
 from shared.documents import connect_documents
 from shared.events import UserDeactivated
-from shared.outbox import Aggregate, OutboxRelay, insert_with_events, outbox_item
+from shared.outbox import LEASE_SECONDS, Aggregate, OutboxRelay, insert_with_events, outbox_item
 
 SERVICE = "outboxtest"  # the relay's (and its lease's) name, and the documents' alias
 
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bus-url", required=True)
     parser.add_argument("--exchange", required=True)
     parser.add_argument("--poll", type=float, default=0.2)
+    parser.add_argument("--lease", type=float, default=LEASE_SECONDS)
     parser.add_argument("--no-lease", action="store_true")
     args = parser.parse_args(argv)
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         OutboxRelay.hold_lease = lambda self: True
     connect(args.documents_url, args.prefix)
     relay = OutboxRelay(EventBus(args.bus_url, SERVICE, exchange=events_exchange(args.exchange)), [Parcel],
-                        poll_seconds=args.poll)
+                        poll_seconds=args.poll, lease_seconds=args.lease)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     relay.start()

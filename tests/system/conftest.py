@@ -61,6 +61,6 @@ def processes(vhost_url, otlp, s3_media_url, tmp_path_factory):
         "DOCUMENTS_URL": documents["documents_url"], "DOCUMENTS_DB_PREFIX": documents["documents_prefix"],
         "BUS_URL": vhost_url, "MEDIA_URL": s3_media_url, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OUTBOX_POLL_SECONDS": "0.2", "GUNICORN_THREADS": "16"})
-    procs.start()
+    procs.start(timeout=120)  # per process; starting a dozen Python processes on a loaded 2-core box is slow
     yield procs
     procs.stop()

@@ -113,7 +113,8 @@ class Collector(threading.Thread):
 class Replicas:
     """``count`` relay processes of the pretend service, sharing one store database prefix and one exchange."""
 
-    def __init__(self, count: int, *, documents: dict, bus_url: str, exchange: str, log_dir: Path):
+    def __init__(self, count: int, *, documents: dict, bus_url: str, exchange: str, log_dir: Path,
+                 lease: float = LEASE_SECONDS):
         self.procs: list[subprocess.Popen] = []
         self.holders: dict[str, subprocess.Popen] = {}
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -122,7 +123,8 @@ class Replicas:
                 self.procs.append(subprocess.Popen(
                     [sys.executable, "-m", "tests.relay_process", "--documents-url", documents["documents_url"],
                      "--prefix", documents["documents_prefix"], "--bus-url", bus_url, "--exchange", exchange,
-                     "--poll", "0.2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True))
+                     "--poll", "0.2", "--lease", str(lease)],
+                    cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True))
         for proc in self.procs:  # each prints its holder id once its relay thread runs
             line = proc.stdout.readline()
             assert line, f"relay process {proc.pid} exited with {proc.wait()}"
@@ -164,8 +166,9 @@ def world(vhost_url, tmp_path):
     collector.start()
     made: list[Replicas] = []
 
-    def replicas(count: int = 3) -> Replicas:
-        made.append(Replicas(count, documents=documents, bus_url=vhost_url, exchange=exchange, log_dir=tmp_path))
+    def replicas(count: int = 3, **options) -> Replicas:
+        made.append(Replicas(count, documents=documents, bus_url=vhost_url, exchange=exchange, log_dir=tmp_path,
+                             **options))
         return made[-1]
 
     yield {"ids": ids, "collector": collector, "replicas": replicas, "bus_url": vhost_url}
@@ -181,7 +184,9 @@ def lease() -> dict | None:
 def test_three_relay_processes_publish_each_of_2000_events_exactly_once(world):
     collector, ids = world["collector"], world["ids"]
     started = time.monotonic()
-    replicas = world["replicas"](3)
+    # A lease longer than the test: a holder starved past the usual 5 s on a loaded machine would lose it to a
+    # standby (and may duplicate its in-flight event, as documented): the next test's business, not this one's.
+    replicas = world["replicas"](3, lease=600)
     assert wait_drained(relay_process.pending_count), f"{relay_process.pending_count()} events still pending"
     drained = time.monotonic() - started
     published = replicas.stop()
@@ -220,10 +225,12 @@ def test_kill_9_of_the_holder_mid_batch_loses_nothing_and_another_process_takes_
     counts = Counter(collector.ids())
     assert set(counts) == set(ids)  # nothing lost, nothing foreign
     duplicates = {event_id: n for event_id, n in counts.items() if n > 1}
-    # The dead holder's last published event arrived before the kill; the successor's first one well after
-    # (the lease was renewed at most a third of a lease before the kill). Before/after split in between:
-    before = [event_id for at, event_id in collector.arrivals if at < killed + 1.0]
-    after = [at for at, _ in collector.arrivals if at >= killed + 1.0]
+    # The queue is FIFO and the survivors publish only once the dead holder's lease ran out, seconds after the
+    # kill: the last ``sum(published)`` arrivals are theirs, everything before is the dead holder's. (Split by
+    # count, not by arrival time: this process's collector may lag behind the queue on a loaded machine.)
+    split = len(collector.arrivals) - sum(published.values())
+    before = [event_id for _, event_id in collector.arrivals[:split]]
+    after = [at for at, _ in collector.arrivals[split:]]
     resumed = after[0] - killed if after else float("nan")
     print(f"\nkill -9 of the holder with {left} of {EVENTS} events pending: lease taken over after {takeover:.2f}s "
           f"(lease {LEASE_SECONDS:.0f}s, standby retry {STANDBY_SECONDS}s), publishing resumed after {resumed:.2f}s; "

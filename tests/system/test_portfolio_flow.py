@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from urllib.parse import quote
 
 import requests
@@ -28,7 +27,7 @@ def test_upload_submit_certify_and_see_it_certified_in_one_trace(processes, otlp
     traced = {"traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"}
 
     def traced_sign_in(username):
-        response = requests.post(f"{gateway}/api/v1/auth/login", headers=traced, timeout=10,
+        response = requests.post(f"{gateway}/api/v1/auth/login", headers=traced, timeout=60,
                                  json={"school": "999001", "username": username, "password": "footprint-demo"})
         assert response.status_code == 200, response.text
         return response.json()
@@ -41,18 +40,18 @@ def test_upload_submit_certify_and_see_it_certified_in_one_trace(processes, otlp
     # The demo seed enrols student01 in teacher01's 國語文 section once identity's events reached records.
     def my_enrolment():
         items = requests.get(f"{gateway}/api/v1/records/schools/999001/enrolments?term={TERM}", headers=as_student,
-                             timeout=10).json().get("items", [])
+                             timeout=60).json().get("items", [])
         return items[0] if items else None
 
-    enrolment = wait_until(my_enrolment, timeout=30)
+    enrolment = wait_until(my_enrolment, timeout=120)
     assert enrolment, "the demo enrolment never appeared"
 
     def start_outcome():  # intake learns the enrolment from records' events
-        response = requests.post(f"{gateway}/api/v1/intake/outcomes", headers=as_student, timeout=10,
+        response = requests.post(f"{gateway}/api/v1/intake/outcomes", headers=as_student, timeout=60,
                                  json={"section_id": enrolment["section_id"], "brief": "讀書報告：論語選讀"})
         return response.json() if response.status_code == 201 else None
 
-    outcome = wait_until(start_outcome, timeout=30)
+    outcome = wait_until(start_outcome, timeout=120)
     assert outcome and outcome["status"] == "draft"
 
     data = pdf_bytes(1024 * 1024)
@@ -63,28 +62,28 @@ def test_upload_submit_certify_and_see_it_certified_in_one_trace(processes, otlp
     assert uploaded.status_code == 201, uploaded.text
     assert uploaded.json()["sha256"] == digest and uploaded.json()["kind"] == "document"
 
-    submitted = requests.post(f"{gateway}/api/v1/intake/outcomes/{outcome['id']}/submit", headers=as_student, timeout=10)
+    submitted = requests.post(f"{gateway}/api/v1/intake/outcomes/{outcome['id']}/submit", headers=as_student, timeout=60)
     assert submitted.status_code == 200 and submitted.json()["status"] == "submitted"
-    locked = requests.patch(f"{gateway}/api/v1/intake/outcomes/{outcome['id']}", headers=as_student, timeout=10,
+    locked = requests.patch(f"{gateway}/api/v1/intake/outcomes/{outcome['id']}", headers=as_student, timeout=60,
                             json={"brief": "改寫"})
     assert locked.status_code == 409 and locked.json()["code"] == "item_locked"
 
     def in_queue():
         items = requests.get(f"{gateway}/api/v1/certification/queue?state=submitted", headers=as_teacher,
-                             timeout=10).json().get("items", [])
+                             timeout=60).json().get("items", [])
         return next((i for i in items if i["outcome_id"] == outcome["id"]), None)
 
-    queued = wait_until(in_queue, timeout=30)
+    queued = wait_until(in_queue, timeout=120)
     assert queued and queued["files"][0]["sha256"] == digest
     certified = requests.post(f"{gateway}/api/v1/certification/outcomes/{outcome['id']}/certify", headers=as_teacher,
-                              timeout=10)
+                              timeout=60)
     assert certified.status_code == 200, certified.text
 
     def seen_certified():
-        body = requests.get(f"{gateway}/api/v1/intake/outcomes/{outcome['id']}", headers=as_student, timeout=10).json()
+        body = requests.get(f"{gateway}/api/v1/intake/outcomes/{outcome['id']}", headers=as_student, timeout=60).json()
         return body if body["status"] == "certified" else None
 
-    final = wait_until(seen_certified, timeout=30)
+    final = wait_until(seen_certified, timeout=120)
     assert final and final["files"][0]["sha256"] == digest
 
     # The stored bytes (moto's S3 over HTTP) are the uploaded bytes: checked end to end on the way back out.
@@ -92,7 +91,7 @@ def test_upload_submit_certify_and_see_it_certified_in_one_trace(processes, otlp
     assert download.status_code == 200 and hashlib.sha256(download.content).hexdigest() == digest
     assert download.headers["X-Content-SHA256"] == digest
     assert requests.get(f"{gateway}/api/v1/certification/outcomes/{outcome['id']}", headers=as_student,
-                        timeout=10).json()["state"] == "certified"
+                        timeout=60).json()["state"] == "certified"
 
     # ---- the trace ----------------------------------------------------------------------------------------
     def whole_trace():  # each process exports on its own schedule: wait until every hop has arrived
@@ -109,8 +108,7 @@ def test_upload_submit_certify_and_see_it_certified_in_one_trace(processes, otlp
         return spans if done and any(s.service == "intake" and s.kind == "SERVER" and "/files/" in s.name
                                      for s in spans) else None
 
-    time.sleep(0.5)
-    spans = wait_until(whole_trace, timeout=20)
+    spans = wait_until(whole_trace, timeout=120)
     assert spans, "the journey's trace is incomplete"
     by_id = {s.span_id: s for s in spans}
 

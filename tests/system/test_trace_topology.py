@@ -9,9 +9,9 @@ from tests.system.test_platform import auth, sign_in, wait_until
 def test_one_trace_runs_from_gateway_through_identity_and_the_bus_to_a_consumer(processes, otlp):
     gateway = processes.url("gateway")
     admin = sign_in(processes, "admin")
-    users = requests.get(f"{gateway}/api/v1/schools/999001/users?role=student", headers=auth(admin), timeout=10).json()
+    users = requests.get(f"{gateway}/api/v1/schools/999001/users?role=student", headers=auth(admin), timeout=60).json()
     student_id = users["items"][0]["id"]
-    response = requests.post(f"{gateway}/api/v1/users/{student_id}/password-reset", headers=auth(admin), timeout=10)
+    response = requests.post(f"{gateway}/api/v1/users/{student_id}/password-reset", headers=auth(admin), timeout=60)
     assert response.status_code == 200
     # The gateway's SERVER span id comes back in no header, so find the trace by the request id it carries.
     request_id = response.headers["X-Request-ID"]
