@@ -109,7 +109,7 @@ class Platform:
                 subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"],
                                check=True, capture_output=True)
                 env["BUS_URL"] = f"amqp://guest:guest@127.0.0.1:5672/{self.vhost}"
-            ports = dict(zip(ORDER, free_ports(len(ORDER))))
+            ports = dict(zip([*ORDER, "central"], free_ports(len(ORDER) + 1)))  # the sandbox too: never 8190
             self.procs = ProcessSet(ports=ports, var_dir=self.var, web=web, workers=workers, log_dir=log_dir, env={
                 **HIGH_LIMITS, "MEDIA_URL": self.s3.url, "LOG_LEVEL": "WARNING", "GUNICORN_THREADS": "32", **env})
             self.bus_url = self.procs.env["BUS_URL"]

@@ -57,7 +57,7 @@ def processes(vhost_url, otlp, s3_media_url, tmp_path_factory):
     from deploy.wsgi import SERVICES
 
     documents = test_documents(for_module=True)
-    procs = ProcessSet(ports={name: free_port() for name in SERVICES}, var_dir=str(var), env={
+    procs = ProcessSet(ports={name: free_port() for name in [*SERVICES, "central"]}, var_dir=str(var), env={
         "DOCUMENTS_URL": documents["documents_url"], "DOCUMENTS_DB_PREFIX": documents["documents_prefix"],
         "BUS_URL": vhost_url, "MEDIA_URL": s3_media_url, "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OUTBOX_POLL_SECONDS": "0.2", "GUNICORN_THREADS": "16"})
