@@ -58,8 +58,8 @@ export function uploader(itemPath, policy, onUploaded) {
   const rows = h('ul', {class: 'uploads', 'aria-label': t('upload.listLabel')});
   const zone = h('div', {class: 'dropzone', id: 'dropzone'},
     h('p', {}, t('upload.dropHere')),
+    input, // before its label: CSS shows the keyboard focus of the (visually hidden) input on the label
     h('label', {for: 'file-input', class: 'button'}, t('upload.choose')),
-    input,
     h('p', {class: 'hint'}, t('upload.rules', {doc: formatBytes(policy.document_limit_bytes),
                                                 media: formatBytes(policy.media_limit_bytes)})));
   const start = files => { for (const file of files) send(file); };
