@@ -17,6 +17,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 from flask import Response
 from openpyxl import Workbook
@@ -135,8 +136,7 @@ def _day(moment: datetime) -> str:
 
 def _counters(school: str, students: list[str] | None) -> dict[str, dict]:
     """Every Progress document of ``students`` (None: of every student) recomputed from their items:
-    <school>:<student>:<period> → fields. Many students are read in one pass over the school's items rather than
-    through a long ``$in`` (SecantusDB tests ``$in`` member by member)."""
+    <school>:<student>:<period> → fields."""
     counters: dict[str, dict] = {}
 
     def of(student_id: str, period: str) -> dict:
@@ -150,10 +150,7 @@ def _counters(school: str, students: list[str] | None) -> dict[str, dict]:
             counter[field][day] = counter[field].get(day, 0) + 1
 
     chosen = None if students is None else set(students)
-    match = {"school": school}
-    if chosen is not None and len(chosen) <= 50:
-        match["student_id"] = {"$in": students}
-    for o in Outcome._get_collection().find(match, STATE_FIELDS):
+    for o in _of_students(Outcome._get_collection(), school, students, STATE_FIELDS):
         if chosen is not None and o["student_id"] not in chosen:
             continue
         counter = of(o["student_id"], _term_code(o["term"]))
@@ -161,7 +158,7 @@ def _counters(school: str, students: list[str] | None) -> dict[str, dict]:
             counter["outcomes"] += 1
             counter["certified"] += o.get("status") == "certified"
             add_days(counter, "outcome_days", o["files"])
-    for p in Performance._get_collection().find(match, STATE_FIELDS):
+    for p in _of_students(Performance._get_collection(), school, students, STATE_FIELDS):
         if chosen is not None and p["student_id"] not in chosen:
             continue
         periods = [p["year"]] + ([_term_code(p["term"])] if p.get("term") else [])
@@ -171,6 +168,17 @@ def _counters(school: str, students: list[str] | None) -> dict[str, dict]:
                 counter["performances"] += 1
                 add_days(counter, "performance_days", p.get("files") or [])
     return counters
+
+
+def _of_students(collection, school: str, students: list[str] | None, fields: dict) -> Iterator[dict]:
+    """The school's documents of ``students`` (None: all), through the (school, student_id, …) index ten students
+    at a time, or for very many students in one pass over the school's documents. (Measured on SecantusDB: 400
+    students' items in tens take 0.4 s, in fifties 0.6 s, one pass over 20,000 items 1.1 s.)"""
+    if students is None or len(students) > 500:
+        yield from collection.find({"school": school}, fields)
+        return
+    for at in range(0, len(students), 10):
+        yield from collection.find({"school": school, "student_id": {"$in": students[at:at + 10]}}, fields)
 
 
 def refresh(school: str) -> int:
@@ -188,9 +196,10 @@ def refresh(school: str) -> int:
                        for d in model._get_collection().find(changed, {"student_id": 1})})
     if students:
         counters = _counters(school, students)
+        recounted = set(students)
         # periods a student no longer has anything in (their last item deleted) count zero, not the old count
-        stale = [d["_id"] for d in collection.find({"school": school, "student_id": {"$in": students}}, {"_id": 1})
-                 if d["_id"] not in counters]
+        stale = [d["_id"] for d in _of_students(collection, school, students, {"_id": 1, "student_id": 1})
+                 if d["student_id"] in recounted and d["_id"] not in counters]
         if stale:
             collection.update_many({"_id": {"$in": stale}}, {"$set": {
                 "outcomes": 0, "certified": 0, "performances": 0, "outcome_days": {}, "performance_days": {}}})
