@@ -45,6 +45,7 @@ await scenario('exchange_receipts', async ({open}) => {
   await admin.reload();
   const dispute = admin.locator('tr', {hasText: '成績與學分數不符。'});
   await dispute.waitFor();
+  await dispute.getByText(/國語文/).waitFor(); // the row named by its course, not its key
   await dispute.getByLabel('駁回理由').fill('成績以教務處登錄為準。');
   await dispute.getByRole('button', {name: '駁回'}).click();
   await admin.locator('#status').getByText('疑義已駁回。').waitFor();

@@ -116,11 +116,14 @@ export async function submissions(ctx) {
 export async function submission(ctx) {
   const [school, sid] = ctx.params;
   const path = `${base(school)}/${encodeURIComponent(sid)}`;
-  const [detail, receiptList, disputes, people] = await Promise.all([
+  const [detail, receiptList, disputes, people, enrolments] = await Promise.all([
     api.call(path), api.call(`${path}/receipts?limit=500`), api.call(`${path}/disputes`),
     api.call(`/api/v1/schools/${school}/users?role=student&limit=500`).catch(() => ({items: []})),
+    api.call(`/api/v1/records/schools/${school}/enrolments?limit=1000`).catch(() => ({items: []})),
   ]);
   if (!ctx.alive()) return;
+  // A course record's row key is its enrolment: name it by its course (other kinds show their key).
+  const rowName = Object.fromEntries(enrolments.items.map(e => [e.id, `${e.subject_name || ''}（${e.course_code}）`]));
   const name = Object.fromEntries(people.items.map(u => [u.id, `${u.display_name}（${u.student?.student_no || u.username}）`]));
   const roles = ctx.me.user.roles;
   const canSubmit = ['school_admin', 'registrar'].some(r => roles.includes(r));
@@ -159,7 +162,7 @@ export async function submission(ctx) {
     h('h2', {}, t('exchange.disputes')),
     table([{label: t('queue.student'), cell: d => name[d.student_id] || d.student_id},
            {label: t('exchange.kindLabel'), cell: d => t(`exchange.kind.${d.kind}`)},
-           {label: t('exchange.item'), cell: d => d.row_key},
+           {label: t('exchange.item'), cell: d => rowName[d.row_key] || d.row_key},
            {label: t('exchange.disputeReason'), cell: d => d.reason},
            {label: t('exchange.state'), cell: d => t(`exchange.disputeState.${d.state}`)},
            {label: t('exchange.answer'), cell: rejectCell}],
