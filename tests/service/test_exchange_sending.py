@@ -204,3 +204,16 @@ def test_the_job_runs_in_the_background_where_the_relay_runs(world):
         assert time.monotonic() < deadline, package().to_mongo()
         time.sleep(0.05)
     assert Submission.objects(id=f"{A}-term-{TERM}").first().outbox == []  # the relay published the request
+
+
+def test_bad_queries_are_422_and_unknown_things_404(world):
+    term_ready(world)
+    world.job()
+    path = f"/schools/{A}/submissions/{A}-term-{TERM}"
+    for query in ({"limit": "0"}, {"limit": "501"}, {"version": "x"}, {"offset": "-1"}, {"unknown": "1"}):
+        problem_of(world.get(f"{path}/receipts", "adm", **query), 422, "validation_failed")
+    problem_of(world.get(f"{path}/disputes", "adm", state="closed"), 422, "validation_failed")
+    problem_of(world.get(f"/schools/{A}/submissions/{A}-term-11102"), 404, "not_found")
+    assert world.receipts(f"{A}-term-{TERM}", "adm", version="2")["total"] == 0
+    listed = world.get(f"/schools/{A}/submissions", "t1").get_json()["items"]
+    assert [s["submission_id"] for s in listed] == [f"{A}-term-{TERM}"] and "packages" not in listed[0]
