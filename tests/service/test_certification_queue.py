@@ -145,7 +145,7 @@ def test_end_to_end_over_the_memory_bus(world):
     observer.start()
     buses = {name: EventBus("memory://", name) for name in ("identity", "records", "intake")}
     try:
-        assert observer.ready.wait(10)
+        assert observer.ready.wait(60)
         buses["identity"].publish(make_event(UserCreated(
             user_id=student, school=A, city="TPE", username=student, display_name="吳同學", roles=["student"]),
             school=A, producer="identity"))
