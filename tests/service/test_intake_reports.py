@@ -287,9 +287,12 @@ def test_a_school_of_2000_students_and_30000_outcomes_answers_from_counters(worl
         return response.get_json()
 
     statistics("first request: builds the counters", {"term": TERM})
-    # then a few students change something (every write stamps updated_at)
+    # then some students change something (every write stamps updated_at): 25 touch an outcome, 3 delete one
+    touched = datetime.now(timezone.utc)
+    Outcome._get_collection().update_many({"_id": {"$in": [f"o{i:05d}" for i in range(100, 125)]}},
+                                          {"$set": {"updated_at": touched}})
     Outcome._get_collection().update_many({"_id": {"$in": ["o00001", "o00002", "o00003"]}},
-                                          {"$set": {"deleted_at": moment, "updated_at": datetime.now(timezone.utc)}})
+                                          {"$set": {"deleted_at": moment, "updated_at": touched}})
     for label, query in (("term", {"term": TERM}), ("year", {"year": YEAR}), ("term again", {"term": TERM})):
         body = statistics(label, query)
         total = body["total"]
