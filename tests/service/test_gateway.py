@@ -140,7 +140,7 @@ def test_readiness_and_the_merged_api_document(platform):
     ready = requests.get(f"{platform.url}/readyz").json()
     assert ready["status"] == "ready" and ready["checks"] == {
         "documents": "ok", "bus": "ok", "service:identity": "ok", "service:records": "ok", "service:intake": "ok",
-        "service:certification": "ok", "service:scheduling": "ok"}
+        "service:certification": "ok", "service:scheduling": "ok", "service:exchange": "ok"}
     assert requests.get(f"{platform.url}/healthz").json()["status"] == "alive"
     document = requests.get(f"{platform.url}/api/v1/openapi.json").json()
     assert {"/api/v1/auth/login", "/api/v1/me", "/healthz", "/readyz", "/api/v1/openapi.json",
