@@ -85,6 +85,16 @@ export function formatTime(iso, withTime = true) {
   return new Intl.DateTimeFormat(document.documentElement.lang || 'zh-TW', options).format(new Date(iso));
 }
 
+/** Run a download (or other slow work) from a button: disabled and marked busy until it ends. */
+export async function busy(button, work) {
+  button.disabled = true;
+  button.setAttribute('aria-busy', 'true');
+  try { return await work(); } finally {
+    button.disabled = false;
+    button.removeAttribute('aria-busy');
+  }
+}
+
 /** Save a Blob as a file the user downloads. */
 export function saveBlob(blob, name) {
   const url = URL.createObjectURL(blob);

@@ -154,6 +154,16 @@ await scenario('student_journey', async ({open}) => {
   check(selection.outcomes.map(o => o.id).includes(outcomeId), 'the server holds the selection');
   step('selected');
 
+  // The portfolio as a PDF, with what was just certified and selected.
+  await page.getByRole('link', {name: '我的課程'}).click();
+  const downloading = page.waitForEvent('download', {timeout: 90_000});
+  await page.getByRole('button', {name: '下載 PDF'}).click();
+  const download = await downloading;
+  const pdf = await (await import('node:fs/promises')).readFile(await download.path());
+  check(download.suggestedFilename() === 'portfolio-journey01.pdf' && pdf.subarray(0, 5).toString() === '%PDF-',
+        `the portfolio arrives as a PDF (${download.suggestedFilename()})`);
+  step('portfolio exported');
+
   await page.getByRole('link', {name: '多元表現'}).click();
   await page.getByRole('heading', {name: '多元表現', level: 1}).waitFor();
   await page.getByLabel('類別').selectOption('service_learning');

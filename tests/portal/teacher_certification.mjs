@@ -21,6 +21,19 @@ async function showsBytes(page, selector, size) {
 }
 
 await scenario('teacher_certification', async ({open}) => {
+  // The substitute (代理人) of teacher01 sees teacher01's outcomes, marked as a substitute's.
+  const substitute = await open();
+  await signIn(substitute, FIXTURE.substitute);
+  await substitute.getByRole('heading', {name: '課程學習成果認證'}).waitFor();
+  const theirs = substitute.locator('tbody tr', {hasText: '藝術生活'});
+  await theirs.filter({hasText: '測試學生14'}).waitFor();
+  check(await theirs.count() === 4 && await theirs.locator('.badge.substitute').count() === 4,
+        'four outcomes of teacher01, each marked 代理');
+  await shot(substitute, 'teacher-00-substitute-queue');
+  await substitute.getByRole('link', {name: '代理人'}).click();
+  await substitute.getByRole('cell', {name: '陳代理老師'}).waitFor();
+  step("substitute sees the absent teacher's queue");
+
   const page = await open();
   await signIn(page, {school: teacher.school, username: teacher.username, password});
   await page.getByRole('heading', {name: '課程學習成果認證'}).waitFor();
@@ -94,7 +107,7 @@ await scenario('teacher_certification', async ({open}) => {
   step('bulk certified');
 
   // The homeroom teacher of 101 downloads the class's portfolios.
-  const downloading = page.waitForEvent('download');
+  const downloading = page.waitForEvent('download', {timeout: 90_000}); // a PDF per student is made first
   await page.getByRole('button', {name: '下載 101 班學習歷程（zip）'}).click();
   const download = await downloading;
   const zip = await (await import('node:fs/promises')).readFile(await download.path());

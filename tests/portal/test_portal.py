@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -179,6 +180,14 @@ def prepare(client: Client, var_dir: Path) -> dict:
         auth = own_password(client, "999001", username)
         outcomes[username] = submitted_outcome(client, auth, section["id"], f"{username} 的藝術生活成果", files)
     teacher = client.login("999001", "teacher01")
+    # A substitute certifier (代理人) for teacher01 today: teacher02 sees teacher01's queue, marked as such.
+    substitute = client.call("POST", "/api/v1/schools/999001/users", admin, json={
+        "username": "teacher02", "display_name": "陳代理老師", "roles": ["subject_teacher"], "password": FIRST_PASSWORD})
+    own_password(client, "999001", "teacher02")
+    today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+    eventually(lambda: requests.post(f"{client.base}/api/v1/certification/substitutes", headers=admin, timeout=10, json={
+        "teacher_id": teacher_id, "substitute_id": substitute["id"], "starts_on": today, "ends_on": today}).status_code == 201,
+        what="certification to know both teachers")
     for outcome in outcomes.values():
         eventually(lambda: requests.get(f"{client.base}/api/v1/certification/outcomes/{outcome}", headers=teacher,
                                         timeout=10).status_code == 200, what="certification to receive the outcome")
@@ -210,6 +219,7 @@ def prepare(client: Client, var_dir: Path) -> dict:
             "journey": {"school": "999001", "username": "journey01", "section_id": demo_section["id"]},
             "teacher": {"school": "999001", "username": "teacher01", "section_id": section["id"],
                         "subject": "藝術生活", "outcomes": outcomes},
+            "substitute": {"school": "999001", "username": "teacher02", "password": OWN_PASSWORD},
             "foreign_outcome": foreign, "import_rows": len(rows) - 1, "import_errors": len(rows) - 2}
 
 
@@ -232,13 +242,13 @@ def test_student_journey(portal):
     out = run_scenario(portal, "student_journey")
     for step in ("password changed at first sign-in", "brief counted as the server counts", "type and size refused before upload",
                  "server's refusal shown", "uploaded with progress", "submitted", "returned with the reason",
-                 "re-uploaded and resubmitted", "selected", "performance recorded with its proof"):
+                 "re-uploaded and resubmitted", "selected", "portfolio exported", "performance recorded with its proof"):
         assert f"ok {step}" in out
 
 
 def test_teacher_certification(portal):
     out = run_scenario(portal, "teacher_certification")
-    for step in ("queue by course and class", "image and pdf previewed", "certified", "audio and video play",
+    for step in ("substitute sees the absent teacher's queue", "queue by course and class", "image and pdf previewed", "certified", "audio and video play",
                  "returned with a reason", "bulk certified", "class portfolios downloaded"):
         assert f"ok {step}" in out
 

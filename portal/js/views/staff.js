@@ -1,7 +1,7 @@
 // Staff's daily work: imports with progress and row errors, the term's windows on a calendar, submission
 // status, users and substitute certifiers. Every page is of the school in its address; the API seals tenants,
 // so another school's address answers 404 and the page shows nothing of it.
-import {h, replace, field, table, announce, formatTime, saveBlob} from '../dom.js';
+import {h, replace, field, table, announce, busy, saveBlob} from '../dom.js';
 import {t, pick} from '../i18n.js';
 import * as api from '../api.js';
 
@@ -236,9 +236,9 @@ export async function status(ctx) {
     api.call(`/api/v1/intake/schools/${school}/statistics?term=${chosen}`).catch(error => ({error})),
   ]);
   if (!ctx.alive()) return;
-  const download = (path, name, label) => h('button', {type: 'button', onclick: async () => {
+  const download = (path, name, label) => h('button', {type: 'button', onclick: event => busy(event.currentTarget, async () => {
     try { saveBlob(await api.fetchBlob(path), name); } catch (error) { announce(errorText(error), 'error'); }
-  }}, label);
+  })}, label);
   const canExport = ['school_admin', 'registrar'].some(r => roles(ctx).includes(r));
   let report = null;
   if (statistics.error) {
@@ -253,10 +253,10 @@ export async function status(ctx) {
         table([{label: t('statistics.class'), cell: c => c.class_name},
                ...['students', 'students_uploaded', 'students_not_uploaded', 'upload_rate', 'outcomes_uploaded',
                    'outcomes_certified', 'performances_uploaded'].map(key => ({label: t(`statistics.${key}`), cell: c => statisticsCell(key, c)})),
-               canExport ? {label: t('statistics.portfolios'), cell: c => h('button', {type: 'button', class: 'ghost', onclick: async () => {
+               canExport ? {label: t('statistics.portfolios'), cell: c => h('button', {type: 'button', class: 'ghost', onclick: event => busy(event.currentTarget, async () => {
                  try { saveBlob(await api.fetchBlob(`/api/v1/intake/schools/${school}/classes/${encodeURIComponent(c.class_name)}/portfolios.zip`), `portfolios-${school}-${c.class_name}.zip`); }
                  catch (error) { announce(errorText(error), 'error'); }
-               }}, t('statistics.zip'))} : null].filter(Boolean),
+               })}, t('statistics.zip'))} : null].filter(Boolean),
               statistics.classes, {empty: t('statistics.noClasses')})),
       h('section', {class: 'card'}, statistics.per_day.length
         ? barChart(t('statistics.perDay'), statistics.per_day.slice(-31).map(d => ({

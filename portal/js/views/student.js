@@ -1,5 +1,5 @@
 // A student's daily work: courses by term and their outcomes, diverse performances, the year's selection (勾選).
-import {h, replace, field, announce, formatTime, saveBlob} from '../dom.js';
+import {h, replace, field, announce, busy, formatTime, saveBlob} from '../dom.js';
 import {t} from '../i18n.js';
 import * as api from '../api.js';
 import {briefEditor, uploader, fileList} from '../files.js';
@@ -58,11 +58,11 @@ export async function courses(ctx) {
           : h('p', {class: 'empty'}, t('courses.noOutcome')),
         enrolment.status === 'active' ? start : h('p', {class: 'meta'}, t('courses.withdrawn')));
     }))));
-  const exportAs = ext => h('button', {type: 'button', id: `portfolio-${ext}`, onclick: async () => {
+  const exportAs = ext => h('button', {type: 'button', id: `portfolio-${ext}`, onclick: event => busy(event.currentTarget, async () => {
     try {
       saveBlob(await api.fetchBlob(`${INTAKE}/students/${ctx.me.user.id}/portfolio.${ext}`), `portfolio-${ctx.me.user.username}.${ext}`);
     } catch (error) { announce(errorText(error), 'error'); }
-  }}, t(`courses.export.${ext}`));
+  })}, t(`courses.export.${ext}`));
   replace(ctx.main, h('h1', {tabindex: '-1'}, t('courses.title')),
     sections.length ? sections : h('p', {class: 'empty'}, t('courses.none')),
     h('section', {class: 'card'}, h('h2', {}, t('courses.export')), h('p', {class: 'lead'}, t('courses.exportLead')),

@@ -1,5 +1,5 @@
 // A teacher's certification: the queue by course and class, preview and playback, certify, return, bulk.
-import {h, replace, field, table, announce, flash, formatTime, formatBytes, saveBlob} from '../dom.js';
+import {h, replace, field, table, announce, flash, busy, formatTime, formatBytes, saveBlob} from '../dom.js';
 import {t} from '../i18n.js';
 import * as api from '../api.js';
 
@@ -68,13 +68,13 @@ export async function queue(ctx) {
   ].filter(Boolean);
 
   const homeroom = ctx.me.user.homeroom_class;
-  const classZip = homeroom ? h('button', {type: 'button', id: 'class-portfolios', onclick: async () => {
+  const classZip = homeroom ? h('button', {type: 'button', id: 'class-portfolios', onclick: event => busy(event.currentTarget, async () => {
     const school = ctx.me.school.code;
     try {
       saveBlob(await api.fetchBlob(`/api/v1/intake/schools/${school}/classes/${encodeURIComponent(homeroom)}/portfolios.zip`),
                `portfolios-${school}-${homeroom}.zip`);
     } catch (error) { announce(errorText(error), 'error'); }
-  }}, t('queue.classPortfolios', {name: homeroom})) : null;
+  })}, t('queue.classPortfolios', {name: homeroom})) : null;
   replace(ctx.main, h('h1', {tabindex: '-1'}, t('queue.title')),
     h('p', {class: 'lead'}, t('queue.totals', counts.totals)),
     classZip ? h('div', {class: 'actions'}, classZip) : null,
