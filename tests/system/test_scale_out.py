@@ -121,7 +121,7 @@ def test_lockout_triggers_at_exactly_the_configured_count_across_processes(scale
     targets = [scaled.gateway, scaled.procs.url("identity")]
 
     def attempt(n):
-        response = requests.post(f"{targets[n % 2]}/api/v1/auth/login", timeout=30,
+        response = requests.post(f"{targets[n % 2]}/api/v1/auth/login", timeout=120,
                                  json={"school": "999002", "username": "admin", "password": f"wrong-guess-{n}"})
         return response.status_code, response.json()["code"]
 
@@ -134,7 +134,7 @@ def test_lockout_triggers_at_exactly_the_configured_count_across_processes(scale
     with ThreadPoolExecutor(max_workers=40) as pool:
         outcomes = Counter(pool.map(together, range(40)))
     assert outcomes == Counter({(401, "invalid_credentials"): 5, (423, "account_locked"): 35}), outcomes
-    right = requests.post(f"{scaled.gateway}/api/v1/auth/login", timeout=30,
+    right = requests.post(f"{scaled.gateway}/api/v1/auth/login", timeout=120,
                           json={"school": "999002", "username": "admin", "password": "footprint-demo"})
     assert right.status_code == 423 and right.json()["code"] == "account_locked"
     assert len(children(scaled.procs.pid("identity"))) == SCALE_WEB["identity"]
@@ -279,7 +279,8 @@ def test_document_store_restart_under_load(scaled, admin, section):
         while not stop.is_set():
             for path in ("/api/v1/me", "/api/v1/intake/outcomes?term=11201&limit=1"):
                 try:
-                    response = session.get(scaled.gateway + path, headers={"Authorization": f"Bearer {admin}"}, timeout=30)
+                    response = session.get(scaled.gateway + path, headers={"Authorization": f"Bearer {admin}"},
+                                           timeout=120)  # a timeout would count as a wrong answer below
                 except requests.RequestException as exc:
                     seen.append((time.monotonic(), -1, "", type(exc).__name__))
                     continue
