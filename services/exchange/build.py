@@ -13,8 +13,8 @@ counted (``students``) at the revisions it counted (their sum): each projected r
 so equal sums mean every selection is the locked one.
 
 **Immutable body.** The package (every student's rows, every file's sha256) is stored in the media store under
-``exchange/<school>/<package id>.json`` with its sha256 recorded on the package header, and re-hashed on every
-read; it never changes after that.
+``exchange/<school>/<package id>.<sha256 prefix>.json`` with its sha256 recorded on the package header, and
+re-hashed on every read; it never changes after that.
 """
 from __future__ import annotations
 
@@ -169,17 +169,16 @@ def package_body(package: Package, rows: dict[str, dict[str, Rows]], built_at: d
     return digest, (content[:-1] + f',"package_sha256":"{digest}"}}').encode("utf-8")
 
 
-def body_key(package: Package) -> str:
-    return f"exchange/{package.school}/{package.id}.json"
-
-
 def store_body(store, package: Package, rows: dict[str, dict[str, Rows]], built_at: datetime) -> dict:
     """Write the body to the media store; returns the header fields that record it (set them in one write)."""
     digest, data = package_body(package, rows, built_at)
-    key = body_key(package)
+    body_sha256 = hashlib.sha256(data).hexdigest()
+    # Named by its bytes: a second builder of the same package (one whose claim ran out) writes another object,
+    # never over the one the header records.
+    key = f"exchange/{package.school}/{package.id}.{body_sha256[:16]}.json"
     store.put(key, [data], length=len(data), content_type="application/json")
-    return {"built_at": built_at, "package_sha256": digest, "body_key": key,
-            "body_sha256": hashlib.sha256(data).hexdigest(), "body_size": len(data), "students": len(rows),
+    return {"built_at": built_at, "package_sha256": digest, "body_key": key, "body_sha256": body_sha256,
+            "body_size": len(data), "students": len(rows),
             "rows": {kind: sum(s[kind].count for s in rows.values()) for kind in KINDS_OF_SCOPE[package.scope]}}
 
 
