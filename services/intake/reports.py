@@ -29,11 +29,11 @@ from shared.auth import Principal, current_principal, require_auth
 from shared.errors import DomainError
 from shared.http import json_response, read_query
 
+from .domain import TAIPEI, _term_code
 from .models import CounsellingEntry, Directory, Outcome, Performance, Progress, ProgressMark, School, now
 
 PREFIX = "/api/v1/intake"
 REPORT_ROLES = ("school_admin", "registrar", "curriculum")
-TAIPEI = timezone(timedelta(hours=8))  # no daylight saving
 
 # The table's columns: key, zh-TW, English (CSV and XLSX headers say both).
 COLUMNS = [
@@ -122,11 +122,6 @@ def _city_for(principal: Principal, city: str) -> None:
 
 REFRESH_LAG = timedelta(seconds=60)  # look again at writes stamped this long before the last refresh (in flight then)
 STATE_FIELDS = {"student_id": 1, "term": 1, "year": 1, "status": 1, "deleted_at": 1, "files.uploaded_at": 1}
-
-
-def _term_code(term: str) -> str:
-    """"11201", also from the older "1121" form intake still accepts."""
-    return f"{term[:3]}0{term[-1]}"
 
 
 def _day(moment: datetime) -> str:
@@ -244,19 +239,20 @@ def school_numbers(school: str, scope: Scope, *, detail: bool = True) -> dict:
     roll = {d["_id"]: (d.get("class_name") or "", d.get("grade"))
             for d in Directory._get_collection().find({"school": school, "roles": "student", "active": True},
                                                       {"class_name": 1, "grade": 1})}
-    terms = [f"{scope.year}01", f"{scope.year}02"] if scope.term is None else [_term_code(scope.term)]
+    terms = [scope.term] if scope.term else [f"{scope.year}01", f"{scope.year}02"]  # the counters' periods
+    performance_period = scope.term or scope.year
     # per student: [outcomes, certified, performances, counselling]
     numbers: dict[str, list[int]] = {}
     outcome_days: dict[str, int] = {}
     performance_days: dict[str, int] = {}
-    for counter in Progress._get_collection().find({"school": school, "period": {"$in": terms + [scope.year]}}):
+    for counter in Progress._get_collection().find({"school": school, "period": {"$in": sorted({*terms, performance_period})}}):
         mine = numbers.setdefault(counter["student_id"], [0, 0, 0, 0])
         if counter["period"] in terms:
             mine[0] += counter.get("outcomes", 0)
             mine[1] += counter.get("certified", 0)
             for day, n in (counter.get("outcome_days") or {}).items():
                 outcome_days[day] = outcome_days.get(day, 0) + n
-        if counter["period"] == (scope.term and _term_code(scope.term) or scope.year):
+        if counter["period"] == performance_period:
             mine[2] += counter.get("performances", 0)
             for day, n in (counter.get("performance_days") or {}).items():
                 performance_days[day] = performance_days.get(day, 0) + n
