@@ -32,15 +32,26 @@ def rabbitmq_available(timeout: float = 1.0) -> bool:
         return False
 
 
+def rabbitmq_accepts_logins() -> bool:
+    import pika
+
+    try:
+        pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", 5672, credentials=pika.PlainCredentials(
+            "guest", "guest"), connection_attempts=1, socket_timeout=5, blocked_connection_timeout=5)).close()
+        return True
+    except Exception:
+        return False
+
+
 @pytest.fixture(scope="session")
 def rabbitmq() -> str:
     """The real RabbitMQ at 127.0.0.1:5672, started if it is down."""
     if not rabbitmq_available():
         subprocess.run(["rabbitmq-server", "-detached"], check=False)
-        deadline = time.monotonic() + 60
-        while not rabbitmq_available() and time.monotonic() < deadline:
+        # The port opens a moment before the broker accepts logins: wait for a login, not for the port.
+        deadline = time.monotonic() + 120
+        while not rabbitmq_accepts_logins() and time.monotonic() < deadline:
             time.sleep(1)
-        time.sleep(3)  # the port opens a moment before the broker accepts logins
     assert rabbitmq_available(), "RabbitMQ is not reachable at 127.0.0.1:5672"
     return "amqp://guest:guest@127.0.0.1:5672//"
 
@@ -51,7 +62,7 @@ def docstore(tmp_path_factory):
     from deploy.docstore import DocumentStoreDaemon
 
     root = tmp_path_factory.mktemp("docstore")
-    daemon = DocumentStoreDaemon(root / "data", log_path=root / "docstore.log").start()
+    daemon = DocumentStoreDaemon(root / "data", log_path=root / "docstore.log").start(timeout=120)  # loaded box: slow
     os.environ["FOOTPRINT_TEST_DOCUMENTS_URL"] = daemon.url
     yield daemon
     daemon.stop()
