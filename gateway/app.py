@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import urllib3
+from werkzeug.exceptions import NotFound
 from flask import Flask, Response, g, request, send_from_directory, stream_with_context
 
 from shared.config import Settings, service_url
@@ -241,7 +242,10 @@ def install(app: Flask, runtime: Runtime) -> None:
     @app.get("/<path:name>")
     def portal(name="index.html"):
         # Unhashed file names, so every load revalidates (ETag/Last-Modified → 304): a deploy is seen at once.
-        response = send_from_directory(PORTAL_DIR, name, max_age=0)
+        try:
+            response = send_from_directory(PORTAL_DIR, name, max_age=0)
+        except NotFound:
+            return problem_response("not_found", "no such file in the portal")
         response.headers["Cache-Control"] = "no-cache"
         response.headers["Content-Security-Policy"] = PORTAL_CSP
         response.headers["X-Content-Type-Options"] = "nosniff"

@@ -279,6 +279,23 @@ def test_language_switch_and_city_admin(portal):
         assert f"ok {step}" in out
 
 
+def test_the_gateway_serves_the_portal_with_its_csp_and_revalidation(portal):
+    url, _ = portal
+    page = requests.get(f"{url}/", timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '<script type="module" src="/js/main.js">' in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Cache-Control"] == "no-cache" and page.headers["X-Content-Type-Options"] == "nosniff"
+    module = requests.get(f"{url}/js/main.js", timeout=10)
+    assert module.headers["Content-Type"].startswith("text/javascript")
+    again = requests.get(f"{url}/js/main.js", headers={"If-None-Match": module.headers["ETag"]}, timeout=10)
+    assert again.status_code == 304  # revalidated, not downloaded again
+    for missing in ("/nothing.js", "/../README.md", "/js/../../gateway/app.py"):
+        answer = requests.get(f"{url}{missing}", timeout=10)
+        assert answer.status_code == 404 and answer.json()["code"] == "not_found", missing
+    assert requests.get(f"{url}/api/v1/nothing", timeout=10).json()["code"] == "route_not_found"  # the API is untouched
+
+
 def test_every_text_has_both_languages():
     """All UI text is in one dictionary per language: the same keys in both, and every key the code asks for."""
     import re
