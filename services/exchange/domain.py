@@ -17,6 +17,8 @@
   holds them wrong although ours did not change). It is built in the request, from the projection as it is now:
   a person's dispute whose row did not change yet is ``nothing_changed`` (fix the data in its owning service
   first, and let the projection catch up). Its disputes are ``correcting`` until its receipt resolves them.
+  When the central side refused every version so far (a 4xx), the same request builds the whole package again
+  as the next version (nothing received: nothing to correct).
 - Final (school admin): only with the latest version received, nothing in flight and no open dispute; it
   announces ``exchange.submission.finalized.v1`` with the change. After that every change is ``submission_final``.
 - Another school's submission is 404, never 403. Every action is in the submission's audit trail: who, when,
@@ -141,6 +143,8 @@ def request_correction(exchange: Exchange, principal: Principal, school: str, si
         raise DomainError("submission_busy")
     received = [p for p in packages if p.state == "received"]
     if not received:
+        if packages and packages[-1].state == "failed":
+            return _rebuild(exchange, principal, submission, packages[-1], source)
         raise DomainError("invalid_transition", "nothing was received yet: there is nothing to correct")
     disputes = list(Dispute.objects(id__in=dispute_ids, submission_id=sid)) if dispute_ids else []
     if len(disputes) != len(set(dispute_ids)):
@@ -177,6 +181,25 @@ def request_correction(exchange: Exchange, principal: Principal, school: str, si
     audit(sid, at, principal.user_id, "correction_requested", {
         "version": package.version, "corrects_version": package.corrects_version, "disputes": package.answers_disputes,
         "rows": package.rows}, source)
+    return package
+
+
+def _rebuild(exchange: Exchange, principal: Principal, submission: Submission, failed: Package,
+             source: str) -> Package:
+    """The central side refused every version so far (a 4xx, in the package's ``last_error``): once the data is
+    fixed, the whole package again as the next version, built by the job (no receipt to correct: not a correction)."""
+    at = exchange.clock()
+    package = Package(id=package_id(submission.school, submission.term, submission.scope, failed.version + 1),
+                      submission_id=submission.id, school=submission.school, scope=submission.scope,
+                      term=submission.term, year=submission.year, version=failed.version + 1, state="building",
+                      requested_at=at, requested_by=principal.user_id, trace=current_carrier(), next_attempt_at=at,
+                      claimed_until=EPOCH)
+    try:
+        package.save(force_insert=True)
+    except (NotUniqueError, DuplicateKeyError) as exc:
+        raise DomainError("submission_busy") from exc
+    audit(submission.id, at, principal.user_id, "rebuild_requested",
+          {"version": package.version, "refused_version": failed.version}, source)
     return package
 
 

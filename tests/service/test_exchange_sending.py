@@ -154,6 +154,13 @@ def test_a_refused_package_fails_and_is_not_retried(world):
     world.clock.advance(3600)
     assert world.job()["sent"] == 0
     assert world.submission(f"{A}-term-{TERM}")["audit"][-1]["action"] == "refused"
+    # once the cause is dealt with, staff send the whole package again as the next version
+    again = world.post(f"/schools/{A}/submissions/{A}-term-{TERM}/corrections", {"dispute_ids": []}, "reg")
+    assert again.status_code == 201, again.get_data(as_text=True)
+    assert (again.get_json()["version"], again.get_json()["corrects_version"], again.get_json()["state"]) == \
+        (2, None, "building")
+    assert world.job() == {"promoted": 0, "built": 1, "sent": 1}
+    assert package(f"{A}-{TERM}-term-v2").state == "received" and package(f"{A}-{TERM}-term-v2").students == 2
 
 
 def test_the_request_trace_reaches_the_central_side(world):
