@@ -72,5 +72,26 @@ await scenario('staff_import', async ({open}) => {
 
   await page.getByRole('link', {name: '代理人設定'}).click();
   await page.getByRole('heading', {name: '代理人設定'}).waitFor();
+  await page.getByRole('cell', {name: '陳代理老師'}).waitFor();
   await shot(page, 'staff-05-substitutes');
+
+  // The school admin sets the term's windows (on the other demo school, whose uploads no scenario needs).
+  const other = await open();
+  await signIn(other, {school: '999002', username: 'admin', password});
+  await other.getByRole('link', {name: '期程'}).click();
+  await other.getByRole('heading', {name: '學期期程'}).waitFor();
+  await other.getByText('學校尚未設定本學期期程').waitFor();
+  await other.getByLabel('勾選 結束').fill('2024-02-29T12:00');
+  const saved = other.waitForResponse(r => r.url().includes('/scheduling/schools/999002/terms/11201') && r.request().method() === 'PUT');
+  await other.getByRole('button', {name: '儲存期程'}).click();
+  check([200, 201].includes((await saved).status()), 'the schedule was saved');
+  await other.locator('#status').getByText('期程已儲存。').waitFor();
+  check(await other.getByLabel('勾選 結束').inputValue() === '2024-02-29T12:00', 'the new end shows');
+  check(await other.getByText('學校尚未設定本學期期程').count() === 0, 'the schedule is the school\'s now');
+  const ics = other.waitForEvent('download');
+  await other.getByRole('button', {name: '下載行事曆（.ics）'}).click();
+  const calendar = await (await import('node:fs/promises')).readFile(await (await ics).path(), 'utf-8');
+  check(calendar.startsWith('BEGIN:VCALENDAR'), 'the calendar feed downloads');
+  await shot(other, 'staff-06-windows-set');
+  step('windows set by the school admin');
 });

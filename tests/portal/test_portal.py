@@ -255,7 +255,8 @@ def test_teacher_certification(portal):
 
 def test_staff_import(portal):
     out = run_scenario(portal, "staff_import")
-    for step in ("import finished with progress", "row errors in a table", "windows on a calendar", "status", "users"):
+    for step in ("import finished with progress", "row errors in a table", "windows on a calendar", "status", "users",
+                 "windows set by the school admin"):
         assert f"ok {step}" in out
 
 
