@@ -23,7 +23,8 @@ export class ApiError extends Error {
     if (!this.problem.message) return t('error.http', {status: this.status});
     const main = this.problem.message?.[lang] || this.problem.message?.en || this.message;
     const details = (this.problem.errors || []).map(e => e.message?.[lang] || e.message?.en).filter(Boolean);
-    return details.length ? `${main}（${details.join('；')}）` : main;
+    if (!details.length) return main;
+    return lang === 'en' ? `${main} (${details.join('; ')})` : `${main}（${details.join('；')}）`;
   }
 }
 
