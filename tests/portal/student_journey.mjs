@@ -178,6 +178,11 @@ await scenario('student_journey', async ({open}) => {
   await page.getByRole('heading', {name: '社區淨灘', level: 1}).waitFor();
   await page.locator('#file-input').setInputFiles(file('補充照片.png'));
   await page.locator('#file-list').getByText('補充照片.png').waitFor();
+  const changed = page.waitForResponse(r => r.url().includes('/intake/performances/') && r.request().method() === 'PATCH');
+  await page.getByLabel('時數').fill('5.5');
+  await page.getByRole('button', {name: '儲存修改'}).click();
+  check((await changed).status() === 200, 'the performance was changed');
+  await page.locator('dl.facts').getByText('5.5', {exact: true}).waitFor();
   await shot(page, 'student-08-performance');
   step('performance recorded with its proof');
 });

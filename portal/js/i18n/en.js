@@ -405,4 +405,7 @@ export default {
   'city.rates': "Upload rate per school",
   'city.total': "City: {students} students, upload rate {rate}, {outcomes} outcomes.",
   'queue.classPortfolios': 'Download the portfolios of class {name} (zip)',
+  'performance.edit': 'Change this performance',
+  'performance.save': 'Save changes',
+  'performance.saved': 'Saved.',
 };

@@ -405,4 +405,7 @@ export default {
   'city.rates': "各校上傳率",
   'city.total': "全市：學生 {students} 人，上傳率 {rate}，成果 {outcomes} 件。",
   'queue.classPortfolios': '下載 {name} 班學習歷程（zip）',
+  'performance.edit': '修改這筆多元表現',
+  'performance.save': '儲存修改',
+  'performance.saved': '已儲存。',
 };

@@ -144,39 +144,46 @@ async function schoolYears(me) {
   return years.length ? years : [String(new Date().getFullYear() - 1911 - (new Date().getMonth() < 7 ? 1 : 0))];
 }
 
+/**
+ * The fields of a performance, for recording one (with its school year) or changing one (without: the year stays).
+ * onSave(values) sends them; its failure is shown under the form.
+ */
+function performanceForm({item = null, years = null, title, button, onSave}) {
+  const category = h('select', {required: true}, CATEGORIES.map(c => h('option', {value: c, selected: item?.category === c}, t(`category.${c}`))));
+  const year = years ? h('select', {required: true}, years.map(y => h('option', {value: y}, t('selection.year', {year: y})))) : null;
+  const name = h('input', {required: true, maxlength: '100', value: item?.name || ''});
+  const organiser = h('input', {maxlength: '100', value: item?.organiser || ''});
+  const start = h('input', {type: 'date', required: true, value: item?.start_date || ''});
+  const end = h('input', {type: 'date', required: true, value: item?.end_date || ''});
+  const hours = h('input', {type: 'number', min: '0', max: '2000', step: '0.5', value: String(item?.hours ?? 0)});
+  const result = h('input', {maxlength: '100', value: item?.result || ''});
+  const brief = briefEditor(item?.brief || '', {label: t('performance.brief')});
+  const message = h('p', {class: 'error', role: 'alert'});
+  return h('form', {class: 'card', onsubmit: async event => {
+    event.preventDefault();
+    message.textContent = '';
+    if (!brief.valid()) { message.textContent = t('brief.tooLong', {max: 100}); return; }
+    const values = {category: category.value, name: name.value, organiser: organiser.value, start_date: start.value,
+                    end_date: end.value, hours: Number(hours.value || 0), result: result.value, brief: brief.textarea.value};
+    if (year) values.year = year.value;
+    try { await onSave(values); } catch (error) { message.textContent = errorText(error); }
+  }},
+  h('h2', {}, title),
+  h('div', {class: 'grid'}, field(t('performance.category'), category), year ? field(t('performance.year'), year) : null,
+    field(t('performance.name'), name), field(t('performance.organiser'), organiser),
+    field(t('performance.start'), start), field(t('performance.end'), end),
+    field(t('performance.hours'), hours), field(t('performance.result'), result)),
+  brief.element, message, h('button', {type: 'submit', class: 'primary'}, button));
+}
+
 export async function performances(ctx) {
   const years = await schoolYears(ctx.me);
   const list = await api.call(`${INTAKE}/performances?limit=200`);
   if (!ctx.alive()) return;
-  const category = h('select', {required: true}, CATEGORIES.map(c => h('option', {value: c}, t(`category.${c}`))));
-  const year = h('select', {required: true}, years.map(y => h('option', {value: y}, t('selection.year', {year: y}))));
-  const name = h('input', {required: true, maxlength: '100'});
-  const organiser = h('input', {maxlength: '100'});
-  const start = h('input', {type: 'date', required: true});
-  const end = h('input', {type: 'date', required: true});
-  const hours = h('input', {type: 'number', min: '0', max: '2000', step: '0.5', value: '0'});
-  const result = h('input', {maxlength: '100'});
-  const brief = briefEditor('', {label: t('performance.brief')});
-  const message = h('p', {class: 'error', role: 'alert'});
-  const form = h('form', {class: 'card', onsubmit: async event => {
-    event.preventDefault();
-    message.textContent = '';
-    if (!brief.valid()) { message.textContent = t('brief.tooLong', {max: 100}); return; }
-    try {
-      const created = await api.call(`${INTAKE}/performances`, {method: 'POST', json: {
-        category: category.value, year: year.value, name: name.value, organiser: organiser.value,
-        start_date: start.value, end_date: end.value, hours: Number(hours.value || 0), result: result.value,
-        brief: brief.textarea.value}});
-      ctx.go(`#/student/performances/${created.id}`);
-    } catch (error) { message.textContent = errorText(error); }
-  }},
-  h('h2', {}, t('performance.new')),
-  h('div', {class: 'grid'}, field(t('performance.category'), category), field(t('performance.year'), year),
-    field(t('performance.name'), name), field(t('performance.organiser'), organiser),
-    field(t('performance.start'), start), field(t('performance.end'), end),
-    field(t('performance.hours'), hours), field(t('performance.result'), result)),
-  brief.element, message, h('button', {type: 'submit', class: 'primary'}, t('performance.create')));
-
+  const form = performanceForm({years, title: t('performance.new'), button: t('performance.create'), onSave: async values => {
+    const created = await api.call(`${INTAKE}/performances`, {method: 'POST', json: values});
+    ctx.go(`#/student/performances/${created.id}`);
+  }});
   replace(ctx.main, h('h1', {tabindex: '-1'}, t('performances.title')),
     list.items.length ? h('ul', {class: 'cards'}, list.items.map(item => h('li', {class: 'card'},
       h('h3', {}, h('a', {href: `#/student/performances/${item.id}`}, item.name)),
@@ -217,7 +224,12 @@ export async function performance(ctx) {
     item.editable ? uploader(path, policy, async () => {
       const fresh = await api.call(path);
       if (ctx.alive()) document.getElementById('file-list').replaceWith(fileList(fresh.files, {editable: true, onRemove: remove}));
-    }) : null);
+    }) : null,
+    item.editable ? performanceForm({item, title: t('performance.edit'), button: t('performance.save'), onSave: async values => {
+      await api.call(path, {method: 'PATCH', json: values});
+      announce(t('performance.saved'), 'ok');
+      rerender();
+    }}) : null);
 }
 
 // ---- selection (勾選) ---------------------------------------------------------------------------------------
