@@ -31,8 +31,7 @@ from shared.errors import ERRORS, DomainError, field_error
 from shared.events import WINDOW_NAMES
 from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_name, display_name
 from shared.finality import refuse_if_year_final
-from shared.outbox import outbox_item, save_with_events
-from shared.events import SelectionLocked
+from shared.outbox import save_with_events
 from shared.storage import MissingObject, verified_read
 
 from . import events
@@ -1001,8 +1000,7 @@ def lock_selections(school: str, year: str, locked_by: str, *, announce_again: b
     marked. The event counts the selections and sums their revisions: the exchange builds the year's package only
     when its projection holds every one of them at that revision."""
     revisions = [s.revision or 0 for s in Selection.objects(school=school, year=year).only("revision")]
-    announced = outbox_item(SelectionLocked(school=school, year=year, students=len(revisions), revisions=sum(revisions),
-                                            locked_by=locked_by), school=school, producer=events.PRODUCER)
+    announced = events.selection_locked(school, year, revisions, locked_by)
     lock = YearLock(id=f"{school}:{year}", school=school, year=year, locked_at=now(), locked_by=locked_by)
     try:
         save_with_events(lock, [announced])

@@ -46,6 +46,8 @@ def selection_changed(selection: Selection, outcomes: list[Outcome], performance
     return outbox_item(payload, school=selection.school, producer=PRODUCER)
 
 
-def selection_locked(school: str, year: str, students: int, locked_by: str) -> dict:
-    return outbox_item(SelectionLocked(school=school, year=year, students=students, locked_by=locked_by),
-                       school=school, producer=PRODUCER)
+def selection_locked(school: str, year: str, revisions: list[int], locked_by: str) -> dict:
+    """The count of the year's selections and the sum of their revisions: the exchange builds the year's package
+    only once its projection holds every selection at that revision."""
+    return outbox_item(SelectionLocked(school=school, year=year, students=len(revisions), revisions=sum(revisions),
+                                       locked_by=locked_by), school=school, producer=PRODUCER)

@@ -165,8 +165,10 @@ def test_user_events_twice_keep_one_directory_entry(world):
 def test_the_subscriptions(world):
     subs = {s.queue: s for s in world.runtime.spec.subscriptions(world.runtime)}
     assert set(subs) == {"intake.user-directory", "intake.course-catalogue", "intake.certification-status",
-                         "intake.substitutes", "intake.windows", "intake.finality"}
+                         "intake.substitutes", "intake.windows", "intake.finality", "intake.schools",
+                         "intake.counselling", "intake.submission-requests"}
     assert subs["intake.finality"].event_types == ["exchange.submission.finalized.v1"]
+    assert subs["intake.submission-requests"].event_types == ["exchange.submission.requested.v1"]
     assert subs["intake.windows"].event_types == ["scheduling.window.scheduled.v1"]
     assert set(subs["intake.substitutes"].event_types) == {
         "certification.substitute.assigned.v1", "certification.substitute.removed.v1"}
