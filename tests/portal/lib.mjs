@@ -56,8 +56,17 @@ export async function signIn(page, {school, username, password}) {
   await page.getByRole('button', {name: /^(登入|Sign in)$/}).click();
 }
 
+/** Screenshot a main page, and hold it to the basics of accessibility: every control and image has a name. */
 export async function shot(page, name) {
   await page.screenshot({path: join(ARTIFACTS, `${name}.png`), fullPage: true});
+  const unnamed = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea, button, img, iframe')]
+    .filter(el => el.getClientRects().length || el.classList.contains('visually-hidden'))
+    .filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') ||
+                    el.getAttribute('alt') || el.getAttribute('title') || (el.tagName === 'BUTTON' && el.textContent.trim())))
+    .map(el => el.outerHTML.slice(0, 160)));
+  if (unnamed.length) page.problems.push(`${name}: controls without an accessible name:\n${unnamed.join('\n')}`);
+  const lang = await page.evaluate(() => document.documentElement.lang);
+  if (!['zh-TW', 'en'].includes(lang)) page.problems.push(`${name}: the document's language is ${lang}`);
 }
 
 export function check(condition, message) {

@@ -86,8 +86,8 @@ await scenario('staff_import', async ({open}) => {
   await other.getByRole('button', {name: '儲存期程'}).click();
   check([200, 201].includes((await saved).status()), 'the schedule was saved');
   await other.locator('#status').getByText('期程已儲存。').waitFor();
+  await other.getByText('學校尚未設定本學期期程').waitFor({state: 'detached'}); // re-rendered: the school's own now
   check(await other.getByLabel('勾選 結束').inputValue() === '2024-02-29T12:00', 'the new end shows');
-  check(await other.getByText('學校尚未設定本學期期程').count() === 0, 'the schedule is the school\'s now');
   const ics = other.waitForEvent('download');
   await other.getByRole('button', {name: '下載行事曆（.ics）'}).click();
   const calendar = await (await import('node:fs/promises')).readFile(await (await ics).path(), 'utf-8');
