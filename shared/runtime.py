@@ -51,6 +51,28 @@ class Runtime:
         if spec.on_start:
             spec.on_start(self)
 
+    def every(self, seconds: float, job: Callable[[], object], *, name: str, workers_only: bool = True) -> None:
+        """Run ``job`` every ``seconds`` on a thread of its own until the runtime stops (0 or less: never).
+
+        ``workers_only``: only while this process runs the outbox relay — worker processes and the embedded run, never
+        a gunicorn web process (start_workers starts the relay). A failing round (the store or a peer is down) is
+        logged and the next round tries again; what a round returns, if truthy, is logged."""
+        if seconds <= 0:
+            return
+
+        def loop() -> None:
+            while not self.stopping.wait(seconds):
+                if workers_only and not self.relay.is_alive():
+                    continue
+                try:
+                    done = job()
+                    if done:
+                        log.info("%s: %s", name, done)
+                except Exception:
+                    log.warning("%s failed; trying again in %ss", name, seconds, exc_info=True)
+
+        threading.Thread(target=loop, name=name, daemon=True).start()
+
     def create_app(self) -> Flask:
         app = create_app(self.spec.name, ready_checks={"documents": lambda: ping(self.spec.name), "bus": self.bus.ping})
         app.extensions["footprint.verifier"] = self.verifier

@@ -8,9 +8,7 @@ worker processes, and the embedded run — never in a web process; any number of
 """
 from __future__ import annotations
 
-import logging
 import os
-import threading
 
 from shared.config import CENTRAL_SANDBOX_PORT, Settings
 from shared.runtime import Runtime, ServiceSpec
@@ -20,8 +18,6 @@ from . import api, consumers
 from .models import Submission
 from .send import Exchange, run_once
 
-log = logging.getLogger("footprint.exchange")
-
 
 def _start(runtime: Runtime) -> None:
     exchange = runtime.state["exchange"] = Exchange(
@@ -30,22 +26,13 @@ def _start(runtime: Runtime) -> None:
         central_token=os.environ.get("CENTRAL_TOKEN") or None,
         send_timeout=float(os.environ.get("EXCHANGE_SEND_TIMEOUT") or 60),
         retry_seconds=float(os.environ.get("EXCHANGE_RETRY_SECONDS") or 2))
-    interval = float(os.environ.get("EXCHANGE_JOB_SECONDS") or 1)
-    if interval > 0:
-        threading.Thread(target=_job_every, args=(runtime, exchange, interval), name="exchange-job",
-                         daemon=True).start()
+    runtime.every(float(os.environ.get("EXCHANGE_JOB_SECONDS") or 1), lambda: job(exchange), name="exchange job")
 
 
-def _job_every(runtime: Runtime, exchange: Exchange, interval: float) -> None:
-    while not runtime.stopping.wait(interval):
-        if not runtime.relay.is_alive():
-            continue  # a web process: the job belongs to the worker processes (start_workers starts the relay)
-        try:
-            done = run_once(exchange)
-            if any(done.values()):
-                log.info("exchange job: %s", done)
-        except Exception:  # the store or the media store is down: try again next round
-            log.warning("the exchange job failed", exc_info=True)
+def job(exchange: Exchange) -> dict | None:
+    """One round: build and send what is due; what it did, when it did anything (the runtime logs it)."""
+    counts = run_once(exchange)
+    return counts if any(counts.values()) else None
 
 
 SPEC = ServiceSpec(name="exchange", aggregates=[Submission], subscriptions=consumers.subscriptions,

@@ -7,9 +7,7 @@ were never completed.
 """
 from __future__ import annotations
 
-import logging
 import os
-import threading
 
 from shared.config import Settings
 from shared.runtime import Runtime, ServiceSpec
@@ -19,27 +17,15 @@ from . import api, consumers
 from .domain import Intake, sweep_direct_uploads
 from .models import Outcome, Performance, Selection, YearLock
 
-log = logging.getLogger("footprint.intake")
-
 
 def _start(runtime: Runtime) -> None:
     store = media_store(runtime.settings.media_url, public_url=os.environ.get("MEDIA_PUBLIC_URL") or None)
     runtime.state["media"] = store
     intake = runtime.state["intake"] = Intake(store=store)
-    interval = float(os.environ.get("INTAKE_SWEEP_SECONDS") or 60)
-    if interval > 0 and not isinstance(store, FileMediaStore):
-        threading.Thread(target=_sweep_every, args=(runtime, intake, interval), name="intake-upload-sweep",
-                         daemon=True).start()
-
-
-def _sweep_every(runtime: Runtime, intake: Intake, interval: float) -> None:
-    while not runtime.stopping.wait(interval):
-        try:
-            swept = sweep_direct_uploads(intake)
-            if swept:
-                log.info("swept %d direct uploads", swept)
-        except Exception:  # the store or documents are down: try again next round
-            log.warning("sweeping direct uploads failed", exc_info=True)
+    if not isinstance(store, FileMediaStore):  # direct uploads exist only on S3/MinIO
+        # Every process sweeps (not only workers): a sweep is idempotent, and web processes are where uploads start.
+        runtime.every(float(os.environ.get("INTAKE_SWEEP_SECONDS") or 60), lambda: sweep_direct_uploads(intake),
+                      name="direct upload sweep", workers_only=False)
 
 
 SPEC = ServiceSpec(name="intake", aggregates=[Outcome, Performance, Selection, YearLock], subscriptions=consumers.subscriptions,

@@ -7,9 +7,7 @@ web process; any number of worker replicas may run it at once (each edge is clai
 """
 from __future__ import annotations
 
-import logging
 import os
-import threading
 
 from shared.config import Settings
 from shared.runtime import Runtime, ServiceSpec
@@ -18,28 +16,12 @@ from . import api, consumers
 from .domain import Scheduling, run_edges
 from .models import Edge, Schedule
 
-log = logging.getLogger("footprint.scheduling")
-
 
 def _start(runtime: Runtime) -> None:
     scheduling = runtime.state["scheduling"] = Scheduling(
         closing_days=int(os.environ.get("SCHEDULING_CLOSING_DAYS") or 3))
-    interval = float(os.environ.get("SCHEDULING_JOB_SECONDS") or 60)
-    if interval > 0:
-        threading.Thread(target=_edges_every, args=(runtime, scheduling, interval), name="scheduling-edges",
-                         daemon=True).start()
-
-
-def _edges_every(runtime: Runtime, scheduling: Scheduling, interval: float) -> None:
-    while not runtime.stopping.wait(interval):
-        if not runtime.relay.is_alive():
-            continue  # a web process: the job belongs to the worker processes (start_workers starts the relay)
-        try:
-            announced = run_edges(scheduling)
-            if announced:
-                log.info("announced %d window edges", len(announced))
-        except Exception:  # the store is down: try again next round
-            log.warning("the window edge job failed", exc_info=True)
+    runtime.every(float(os.environ.get("SCHEDULING_JOB_SECONDS") or 60), lambda: run_edges(scheduling),
+                  name="window edge job")
 
 
 SPEC = ServiceSpec(name="scheduling", aggregates=[Schedule, Edge], subscriptions=consumers.subscriptions,

@@ -4,7 +4,6 @@ request reaches the central side, and a receipt whose sha256 differs from the ma
 from __future__ import annotations
 
 import json
-import threading
 import time
 import urllib.request
 from datetime import timedelta
@@ -205,7 +204,7 @@ def test_the_job_runs_in_the_background_where_the_relay_runs(world):
     term_ready(world)
     assert not world.runtime.relay.is_alive()
     world.runtime.start_workers()
-    threading.Thread(target=app._job_every, args=(world.runtime, world.exchange, 0.05), daemon=True).start()
+    world.runtime.every(0.05, lambda: app.job(world.exchange), name="exchange job")
     deadline = time.monotonic() + 15
     while package().state != "received":
         assert time.monotonic() < deadline, package().to_mongo()

@@ -4,7 +4,6 @@ exchange.submission.finalized.v1, records refuses every change of that term's ba
 selections, and certification every decision on them (409 year_final). Other terms, years and schools go on."""
 from __future__ import annotations
 
-import io
 from datetime import datetime, timezone
 
 from shared.events import SubmissionFinalized, make_event, parse_event

@@ -15,7 +15,6 @@ from gateway.routes import body_limit, service_for
 from services.intake import domain
 from services.intake.models import MAX_FILES, DirectUpload, Outcome
 from shared.storage import CHUNK, media_store, presign_v4_put
-from tests.conftest import free_port
 from tests.service.test_intake_support import (A, MiB, jpeg, make_world, mp4, mp4_chunks, pdf, png, problem_of, sha,
                                               s3_endpoint, s3_world)  # noqa: F401 (fixtures)
 

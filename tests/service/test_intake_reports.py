@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 
 from services.intake.models import Directory, Outcome, Performance
 from shared.events import CounsellingLogged, CounsellingRemoved, SchoolCreated, UserDeactivated, parse_event
-from tests.service.test_intake_support import (A, B, TERM, TERM2, USERS, User, event, pdf, png, problem_of, user_event,
+from tests.service.test_intake_support import (A, B, TERM, TERM2, User, event, pdf, png, problem_of, user_event,
                                                world)  # noqa: F401 (fixture)
 
 YEAR = TERM[:3]

@@ -3,7 +3,6 @@ link, sha256 verified at each step; bad and broken uploads leave no object in th
 from __future__ import annotations
 
 import hashlib
-import uuid
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ("shared", "gateway", "services", "deploy")
 # Import name -> distribution name, where they differ.
 DISTRIBUTION = {"jwt": "pyjwt", "argon2": "argon2-cffi", "yaml": "pyyaml", "opentelemetry": "opentelemetry-sdk",
-                "secantus": "secantusdb", "minio": "minio", "bson": "pymongo"}
+                "secantus": "secantusdb", "minio": "minio", "bson": "pymongo", "fpdf": "fpdf2",
+                "noto_cjk_sans_otc": "noto-cjk-sans-otc"}
 DESIGN_CARD = {"flask", "kombu", "pika", "mongoengine", "minio", "opentelemetry-sdk", "gunicorn"}
 DEV_ONLY_MODULES = {"deploy/docstore.py"}  # the one module allowed to import the test surrogate
 
