@@ -22,7 +22,7 @@ async function showsBytes(page, selector, size) {
 
 await scenario('teacher_certification', async ({open}) => {
   // The substitute (代理人) of teacher01 sees teacher01's outcomes, marked as a substitute's.
-  const substitute = await open();
+  const substitute = await open({phone: true}); // the queue on a phone: rows become cards
   await signIn(substitute, FIXTURE.substitute);
   await substitute.getByRole('heading', {name: '課程學習成果認證'}).waitFor();
   const theirs = substitute.locator('tbody tr', {hasText: '藝術生活'});
