@@ -787,6 +787,10 @@ def test_dockerfile_installs_requirements_and_copies_every_entry_point():
     for package in {"deploy", "shared"} | {module.split(".")[0] for module in deploy.wsgi.SERVICES.values()}:
         assert package in copied, f"the image lacks {package}/"
         importlib.import_module(package)
+    # The gateway serves the portal's static files at / from the folder beside gateway/.
+    from gateway.app import PORTAL_DIR
+
+    assert PORTAL_DIR.relative_to(ROOT).as_posix() in copied, "the image lacks portal/: the gateway would answer / 404"
     (cmd,) = [rest for k, rest in instructions if k == "CMD"]
     import json
 
