@@ -11,7 +11,7 @@ from shared.auth import current_principal, require_auth
 from shared.http import Api, json_response, read_json, read_query
 
 from . import domain
-from .models import Dispute, Package, ReceiptStudent, Submission
+from .models import Confirmation, Dispute, Package, ReceiptStudent, Submission
 
 PREFIX = "/api/v1/exchange"
 S = f"{PREFIX}/schools/<school>/submissions"
@@ -39,6 +39,12 @@ class DisputeIn(Body):
     row_key: str = Field(min_length=1, max_length=80)
     reason: str = Field(min_length=1, max_length=500)
     version: int | None = Field(default=None, ge=1, description="the receipt's version (default: the latest with the row)")
+
+
+class ConfirmIn(Body):
+    student_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                   description="staff: confirm this student's receipt on their behalf (absent: the "
+                                               "school's confirmation); a student: absent or their own id")
 
 
 class RejectIn(Body):
@@ -88,6 +94,36 @@ class AuditOut(BaseModel):
     detail: dict
 
 
+class ConfirmedOut(BaseModel):
+    at: str
+    by: str
+    on_behalf: bool
+    version: int
+
+
+class SchoolConfirmationOut(BaseModel):
+    at: str
+    by: str
+    version: int
+
+
+class ConfirmationsOut(BaseModel):
+    students: int = Field(description="students with a receipt")
+    confirmed: int = Field(description="of them, those whose latest receipt is confirmed")
+    school: SchoolConfirmationOut | None = Field(description="the school's confirmation of the latest received version")
+
+
+class ConfirmationOut(BaseModel):
+    confirmation_id: str
+    submission_id: str
+    version: int
+    student_id: str | None = Field(description="null: the school's confirmation")
+    by: str
+    on_behalf: bool
+    at: str
+    source: str
+
+
 class SubmissionOut(BaseModel):
     submission_id: str
     school: str
@@ -101,6 +137,7 @@ class SubmissionOut(BaseModel):
     finalized_by: str | None
     final_version: int | None
     open_disputes: int | None = None
+    confirmations: ConfirmationsOut | None = None
     packages: list[PackageOut] | None = None
     audit: list[AuditOut] | None = Field(default=None, description="staff only")
 
@@ -130,6 +167,7 @@ class ReceiptOut(BaseModel):
     course_records: ReceiptKindOut | None
     outcomes: ReceiptKindOut | None
     performances: ReceiptKindOut | None
+    confirmed: ConfirmedOut | None = Field(description="this receipt's confirmation (收訖明細確認), if any")
 
 
 class ReceiptList(BaseModel):
@@ -196,6 +234,9 @@ def submission_out(s: Submission, view: domain.SubmissionView | None = None, *, 
            "final_version": s.latest_version if s.state == "final" else None}
     if view is not None:
         out["open_disputes"] = view.open_disputes
+        counts, school = view.confirmations, view.confirmations.school
+        out["confirmations"] = {"students": counts.students, "confirmed": counts.confirmed, "school": None if school is None
+                                else {"at": iso(school.at), "by": school.by, "version": school.version}}
         out["packages"] = [package_out(p) for p in view.packages]
         if staff:
             out["audit"] = [{"at": iso(a.at), "by": a.by, "source": a.source, "action": a.action,
@@ -203,9 +244,16 @@ def submission_out(s: Submission, view: domain.SubmissionView | None = None, *, 
     return out
 
 
-def receipt_out(r: ReceiptStudent) -> dict:
+def receipt_out(r: ReceiptStudent, confirmed: Confirmation | None = None) -> dict:
     return {"student_id": r.student_id, "version": r.version, "package_id": r.package_id,
-            **{kind: r.kinds().get(kind) for kind in domain.RECEIPT_KINDS}}
+            **{kind: r.kinds().get(kind) for kind in domain.RECEIPT_KINDS},
+            "confirmed": None if confirmed is None else {"at": iso(confirmed.at), "by": confirmed.by,
+                                                         "on_behalf": confirmed.on_behalf, "version": confirmed.version}}
+
+
+def confirmation_out(c: Confirmation) -> dict:
+    return {"confirmation_id": c.id, "submission_id": c.submission_id, "version": c.version,
+            "student_id": c.student_id, "by": c.by, "on_behalf": c.on_behalf, "at": iso(c.at), "source": c.source}
 
 
 def dispute_out(d: Dispute) -> dict:
@@ -260,7 +308,21 @@ def install(app, runtime) -> None:
         q = read_query(ReceiptQuery)
         total, items = domain.receipts(current_principal(), school, sid, version=q.version, student_id=q.student_id,
                                        offset=q.offset, limit=q.limit)
-        return json_response({"total": total, "items": [receipt_out(r) for r in items]})
+        confirmed = domain.confirmations_of(sid, [(r.student_id, r.version) for r in items])
+        return json_response({"total": total, "items": [receipt_out(r, confirmed.get((r.student_id, r.version)))
+                                                        for r in items]})
+
+    @api.route("POST", f"{S}/<sid>/confirmations", summary="Confirm receipts (收訖明細確認): a student their latest "
+               "receipt; school admin or registrar a student's on their behalf ({student_id}) or the school's (the "
+               "latest received version); inside the receipt confirmation window once one is set, not while a "
+               "dispute on those rows is open. 201 new, 200 confirmed already", body=ConfirmIn,
+               response=ConfirmationOut, status=201)
+    @require_auth(allow_receipts_only=True)
+    def confirm(school, sid):
+        body = read_json(ConfirmIn)
+        confirmation, created = domain.confirm(exchange(), current_principal(), school, sid,
+                                               student_id=body.student_id, source=client_address())
+        return json_response(confirmation_out(confirmation), 201 if created else 200)
 
     @api.route("POST", f"{S}/<sid>/disputes", summary="Raise a dispute (疑義) on a receipt row (its student or staff, "
                "inside the receipt confirmation window once one is set)", body=DisputeIn, response=DisputeOut,

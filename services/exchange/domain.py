@@ -21,6 +21,14 @@
   as the next version (nothing received: nothing to correct).
 - Final (school admin): only with the latest version received, nothing in flight and no open dispute; it
   announces ``exchange.submission.finalized.v1`` with the change. After that every change is ``submission_final``.
+- Confirmation (收訖明細確認), under the same window rule as disputes: a student confirms their latest receipt (the
+  highest version holding rows of theirs; a correction carries only changed rows, so a student's latest may be older
+  than the submission's); staff (school admin, registrar) confirm one student's on their behalf (recorded as such)
+  or the school's as a whole (the latest received version, with nothing in flight). Refused while a dispute on the
+  student's rows (for the school: any dispute) is open or correcting (``disputes_open``): settle it first — its
+  correction is a newer version that needs a confirmation of its own. Confirming what is confirmed answers the
+  same confirmation (one per student, or the school, and version — even once the window closed); a confirmation
+  does not stop a later dispute (the correction it leads to needs a new confirmation).
 - Another school's submission is 404, never 403. Every action is in the submission's audit trail: who, when,
   from which address.
 """
@@ -40,12 +48,14 @@ from shared.outbox import save_with_events
 from shared.tracing import current_carrier
 
 from . import build, events
-from .models import AuditEntry, Dispute, Package, ReceiptStudent, Resolution, Submission, Window
+from .models import AuditEntry, Confirmation, Dispute, Package, ReceiptStudent, Resolution, Submission, Window
 from .send import EPOCH, Exchange, audit
 
 VIEWERS = ("school_admin", "registrar", "curriculum", "student_affairs")
 SUBMITTERS = ("school_admin", "registrar")
 FINALISERS = ("school_admin",)
+CONFIRMERS = SUBMITTERS  # who confirm for the school or on a student's behalf: those who answer disputes
+UNSETTLED = ("open", "correcting")
 RECEIPT_KINDS = ("cadres", "course_records", "outcomes", "performances")
 IN_FLIGHT = ("waiting", "building", "ready")
 
@@ -313,13 +323,98 @@ def reject_dispute(exchange: Exchange, principal: Principal, school: str, sid: s
     return dispute
 
 
+# ---- confirmations (收訖明細確認) ---------------------------------------------------------------------------
+
+def confirmation_id(sid: str, student_id: str | None, version: int) -> str:
+    return f"{sid}:school:{version}" if student_id is None else f"{sid}:student:{student_id}:{version}"
+
+
+def confirm(exchange: Exchange, principal: Principal, school: str, sid: str, *, student_id: str | None,
+            source: str) -> tuple[Confirmation, bool]:
+    """A student's confirmation of their latest receipt, staff's on a student's behalf (``student_id``) or the
+    school's (staff, no ``student_id``). Returns it and whether it is new (False: it was confirmed already)."""
+    submission = _open(get_submission(principal, school, sid))
+    if principal.has(*CONFIRMERS):
+        student, on_behalf = student_id, student_id is not None
+    elif principal.has("student"):
+        if student_id not in (None, principal.user_id):
+            raise DomainError("not_found", "no such receipt")
+        student, on_behalf = principal.user_id, False
+    else:
+        raise DomainError("forbidden")
+    if student is not None:
+        latest = ReceiptStudent.objects(submission_id=sid, student_id=student).order_by("-version").only(
+            "version").first()
+        if latest is None:
+            raise DomainError("not_found", "no receipt for this student")
+        version = latest.version
+        unsettled = Dispute.objects(submission_id=sid, student_id=student, state__in=UNSETTLED)
+    else:
+        packages = packages_of(submission)
+        if any(p.state in IN_FLIGHT for p in packages):
+            raise DomainError("submission_busy")
+        received = [p for p in packages if p.state == "received"]
+        if not received:
+            raise DomainError("invalid_transition", "nothing was received yet: there is nothing to confirm")
+        version = received[-1].version
+        unsettled = Dispute.objects(submission_id=sid, state__in=UNSETTLED)
+    cid = confirmation_id(sid, student, version)
+    existing = Confirmation.objects(id=cid).first()
+    if existing is not None:
+        return existing, False
+    if not window_open(exchange, school, submission.term, "receipt_confirmation"):
+        raise DomainError("confirmation_window_closed")
+    if unsettled.count():
+        raise DomainError("disputes_open", "settle the open disputes first (rejected, or resolved by a correction)")
+    at = exchange.clock()
+    confirmation = Confirmation(id=cid, school=school, submission_id=sid, version=version, student_id=student,
+                                by=principal.user_id, on_behalf=on_behalf, at=at, source=source)
+    try:
+        confirmation.save(force_insert=True)
+    except (NotUniqueError, DuplicateKeyError):  # the same confirmation at the same moment: answer the first
+        return Confirmation.objects(id=cid).first(), False
+    audit(sid, at, principal.user_id, "confirmed", {"version": version, "student_id": student,
+                                                    "on_behalf": on_behalf}, source)
+    return confirmation, True
+
+
+def confirmations_of(sid: str, pairs: list[tuple[str, int]]) -> dict[tuple[str, int], Confirmation]:
+    """The confirmations of these (student, version) receipts."""
+    if not pairs:
+        return {}
+    found = Confirmation.objects(id__in=[confirmation_id(sid, s, v) for s, v in pairs])
+    return {(c.student_id, c.version): c for c in found}
+
+
+@dataclass
+class ConfirmationCounts:
+    students: int  # students with a receipt
+    confirmed: int  # of them, those whose latest receipt is confirmed
+    school: Confirmation | None  # the school's confirmation of the latest received version
+
+
+def confirmation_counts(submission: Submission, packages: list[Package]) -> ConfirmationCounts:
+    latest = {row["_id"]: row["version"] for row in ReceiptStudent._get_collection().aggregate([
+        {"$match": {"submission_id": submission.id}},
+        {"$group": {"_id": "$student_id", "version": {"$max": "$version"}}}])}
+    confirmed = sum(1 for c in Confirmation._get_collection().find(
+        {"submission_id": submission.id, "student_id": {"$ne": None}}, {"student_id": 1, "version": 1})
+        if latest.get(c["student_id"]) == c["version"])
+    received = [p.version for p in packages if p.state == "received"]
+    school = Confirmation.objects(id=confirmation_id(submission.id, None, received[-1])).first() if received else None
+    return ConfirmationCounts(len(latest), confirmed, school)
+
+
 @dataclass
 class SubmissionView:
     submission: Submission
     packages: list[Package]
     open_disputes: int
+    confirmations: ConfirmationCounts
 
 
 def view(submission: Submission) -> SubmissionView:
-    return SubmissionView(submission, packages_of(submission),
-                          Dispute.objects(submission_id=submission.id, state__in=["open", "correcting"]).count())
+    packages = packages_of(submission)
+    return SubmissionView(submission, packages,
+                          Dispute.objects(submission_id=submission.id, state__in=UNSETTLED).count(),
+                          confirmation_counts(submission, packages))

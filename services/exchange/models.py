@@ -12,6 +12,8 @@ Its own:
 - ``ReceiptStudent``: one student's 收訖明細 of one package (the four kinds), so a student reads only their own
   rows through an index and a dispute names a row that exists.
 - ``Dispute`` (疑義): on one receipt row, by a student, staff or the platform itself (sha256 mismatch).
+- ``Confirmation`` (收訖明細確認): a student's of their latest receipt (by themself, or by staff on their behalf),
+  or the school's of the latest received version; one per student (or the school) and version.
 
 Projections of other services' facts (fed by consumers, each row with a ``rev`` that every applied write
 increments — the build's snapshot check compares them): students (user directory), sections, course records
@@ -145,6 +147,19 @@ class Dispute(Document):
     state = StringField(required=True, choices=DISPUTE_STATES, default="open")
     correction_version = IntField(null=True)
     resolution = EmbeddedDocumentField(Resolution, null=True)
+
+
+class Confirmation(Document):
+    meta = {"db_alias": ALIAS, "collection": "confirmations", "indexes": [("submission_id", "student_id", "version")]}
+    id = StringField(primary_key=True)  # <submission>:student:<student id>:<version>, or <submission>:school:<version>
+    school = StringField(required=True)
+    submission_id = StringField(required=True)
+    version = IntField(required=True)
+    student_id = StringField(null=True)  # None: the school's confirmation
+    by = StringField(required=True)  # the user who confirmed
+    on_behalf = BooleanField(default=False)  # staff confirmed a student's receipt for them
+    at = DateTimeField(required=True)
+    source = StringField(default="")  # the client address as the gateway saw it
 
 
 # ---- projections of other services' facts -------------------------------------------------------------------
