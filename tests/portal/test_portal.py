@@ -263,7 +263,8 @@ def test_staff_import(portal):
 def test_central_submission_receipts_and_disputes(portal):
     out = run_scenario(portal, "exchange_receipts")
     for step in ("term submitted and received", "student raised a dispute on a receipt row",
-                 "staff rejected it and the student reads why"):
+                 "staff rejected it and the student reads why", "student confirmed the receipt and sees it confirmed",
+                 "staff see who confirmed and confirm for the school"):
         assert f"ok {step}" in out
 
 

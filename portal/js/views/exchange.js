@@ -1,5 +1,6 @@
 // The central submission exchange: staff submit a term or a school year, follow its packages, answer disputes and
-// send corrections; students read their 收訖明細 (receipts) and raise a dispute on a row.
+// send corrections, confirm the receipts for the school or for a student; students read their 收訖明細 (receipts),
+// confirm them (收訖明細確認) or raise a dispute on a row.
 import {h, replace, field, table, announce, formatTime} from '../dom.js';
 import {t} from '../i18n.js';
 import * as api from '../api.js';
@@ -7,6 +8,7 @@ import * as api from '../api.js';
 const KINDS = ['cadres', 'course_records', 'outcomes', 'performances'];
 const base = school => `/api/v1/exchange/schools/${school}/submissions`;
 const errorText = api.errorText;
+const UNSETTLED = ['open', 'correcting'];
 
 function submissionName(s) {
   return t(`exchange.scope.${s.scope}`, {term: s.term, year: s.year});
@@ -34,13 +36,17 @@ export async function receipts(ctx) {
     : await api.call(`/api/v1/records/schools/${school}/enrolments?limit=500`).catch(() => ({items: []}));
   for (const e of enrolments.items) names[e.id] = `${e.subject_name}（${e.course_code}）`;
   const sections = [];
+  const schedules = {};
   for (const submission of submissions) {
     const [list, disputes] = await Promise.all([
-      api.call(`${base(school)}/${submission.submission_id}/receipts?student_id=${ctx.me.user.id}`),
+      api.call(`${base(school)}/${submission.submission_id}/receipts?student_id=${ctx.me.user.id}&limit=500`),
       api.call(`${base(school)}/${submission.submission_id}/disputes`),
     ]);
     if (!list.items.length) continue;
-    const receipt = list.items[0];
+    // The latest version holding rows of theirs: what a confirmation covers.
+    const receipt = list.items.reduce((a, b) => (b.version > a.version ? b : a));
+    schedules[submission.term] ||= api.call(`/api/v1/scheduling/schools/${school}/terms/${submission.term}`).catch(() => null);
+    const windowClosed = windowReason(await schedules[submission.term]);
     const disputed = new Map(disputes.items.map(d => [`${d.kind}:${d.row_key}`, d]));
     const kinds = KINDS.filter(kind => receipt[kind]).map(kind => {
       const rows = receipt[kind].rows;
@@ -55,12 +61,43 @@ export async function receipts(ctx) {
     });
     sections.push(h('section', {class: 'card', dataset: {submission: submission.submission_id}},
       h('h2', {}, submissionName(submission), ' ', h('span', {class: 'meta'}, t('exchange.version', {n: receipt.version}))),
+      confirmBlock(ctx, submission, receipt, disputes.items.some(d => UNSETTLED.includes(d.state)), windowClosed),
       kinds));
   }
   if (!ctx.alive()) return;
   replace(ctx.main, h('h1', {tabindex: '-1'}, t('exchange.receiptsTitle')),
     h('p', {class: 'lead'}, t('exchange.receiptsLead')),
     sections.length ? sections : h('p', {class: 'empty'}, t('exchange.noReceipts')));
+}
+
+/** Why the receipt confirmation window does not allow it now (null: open, or no window set — the API decides). */
+function windowReason(schedule) {
+  const w = schedule?.configured && schedule.windows.find(x => x.kind === 'receipt_confirmation');
+  if (!w || w.state === 'open') return null;
+  return t('exchange.confirmReason.window', {starts: formatTime(w.starts_at), ends: formatTime(w.ends_at)});
+}
+
+/** A student's confirmation of their latest receipt: its state, or the button (disabled with the reason why). */
+function confirmBlock(ctx, submission, receipt, unsettled, windowClosed) {
+  const done = receipt.confirmed;
+  if (done) {
+    return h('p', {class: 'confirmation', dataset: {confirmed: 'true'}},
+      h('span', {class: 'badge certified'}, t('exchange.confirmed')), ' ',
+      t(done.on_behalf ? 'exchange.confirmedOnBehalf' : 'exchange.confirmedAt', {at: formatTime(done.at), n: done.version}));
+  }
+  const reason = submission.state === 'final' ? t('exchange.confirmReason.final')
+    : unsettled ? t('exchange.confirmReason.disputes') : windowClosed;
+  const reasonId = `confirm-reason-${submission.submission_id}`;
+  const button = h('button', {type: 'button', class: 'primary', disabled: Boolean(reason),
+                              'aria-describedby': reason ? reasonId : null, onclick: async () => {
+    button.disabled = true;
+    try {
+      await api.call(`${base(ctx.me.school.code)}/${submission.submission_id}/confirmations`, {method: 'POST', json: {}});
+      announce(t('exchange.confirmDone'), 'ok');
+      receipts(ctx);
+    } catch (error) { button.disabled = false; announce(errorText(error), 'error'); }
+  }}, t('exchange.confirm'));
+  return h('div', {class: 'actions confirmation'}, button, reason ? h('p', {class: 'meta', id: reasonId}, reason) : null);
 }
 
 function disputeCell(ctx, submission, receipt, kind, row, dispute) {
@@ -129,6 +166,13 @@ export async function submission(ctx) {
   const canSubmit = ['school_admin', 'registrar'].some(r => roles.includes(r));
   const open = detail.state === 'open';
   const openDisputes = disputes.items.filter(d => d.state === 'open');
+  const confirmations = detail.confirmations || {students: 0, confirmed: 0, school: null};
+  const latestOf = {};
+  for (const r of receiptList.items) latestOf[r.student_id] = Math.max(latestOf[r.student_id] || 0, r.version);
+  const packages = detail.packages || [];
+  const schoolReason = packages.some(p => ['waiting', 'building', 'ready'].includes(p.state)) ? t('exchange.confirmSchoolReason.busy')
+    : !packages.some(p => p.state === 'received') ? t('exchange.confirmSchoolReason.nothing')
+    : detail.open_disputes ? t('exchange.confirmSchoolReason.disputes') : null;
   const message = h('p', {class: 'error', role: 'alert'});
   const act = async (url, json, done) => {
     message.textContent = '';
@@ -143,6 +187,25 @@ export async function submission(ctx) {
       act(`${path}/disputes/${d.dispute_id}/reject`, {reason: reason.value}, t('exchange.rejected'));
     }}, reason, h('button', {type: 'submit', class: 'danger'}, t('exchange.reject')));
   };
+  const confirmedCell = r => {
+    if (r.confirmed) {
+      return h('span', {dataset: {confirmed: 'true'}},
+        h('span', {class: 'badge certified'}, t(r.confirmed.on_behalf ? 'exchange.confirmedByStaff' : 'exchange.confirmedByStudent')),
+        ' ', formatTime(r.confirmed.at));
+    }
+    if (!open || !canSubmit || latestOf[r.student_id] !== r.version) return t('exchange.notConfirmed');
+    return h('span', {}, t('exchange.notConfirmed'), ' ', h('button', {type: 'button', class: 'ghost',
+      'aria-label': t('exchange.confirmOnBehalfOf', {name: name[r.student_id] || r.student_id}),
+      onclick: () => act(`${path}/confirmations`, {student_id: r.student_id}, t('exchange.confirmDone'))},
+    t('exchange.confirmOnBehalf')));
+  };
+  const schoolConfirmation = confirmations.school;
+  const schoolReasonId = 'confirm-school-reason';
+  const confirmSchool = open && canSubmit && !schoolConfirmation ? h('div', {class: 'actions'},
+    h('button', {type: 'button', class: 'primary', id: 'confirm-school', disabled: Boolean(schoolReason),
+                 'aria-describedby': schoolReason ? schoolReasonId : null,
+                 onclick: () => act(`${path}/confirmations`, {}, t('exchange.confirmSchoolDone'))}, t('exchange.confirmSchool')),
+    schoolReason ? h('p', {class: 'meta', id: schoolReasonId}, schoolReason) : null) : null;
   replace(ctx.main,
     h('p', {}, h('a', {href: `#/school/${school}/submissions`}, `← ${t('exchange.title')}`)),
     h('h1', {tabindex: '-1'}, submissionName(detail), ' ',
@@ -156,8 +219,15 @@ export async function submission(ctx) {
            {label: t('exchange.receivedAt'), cell: p => p.received_at ? formatTime(p.received_at) : (p.last_error || '')}],
           detail.packages || []),
     h('h2', {}, t('exchange.receipts')),
+    h('p', {id: 'confirmation-summary'}, t('exchange.confirmedCount', {confirmed: confirmations.confirmed, students: confirmations.students}),
+      ' ', schoolConfirmation ? h('span', {}, h('span', {class: 'badge certified'}, t('exchange.schoolConfirmedBadge')), ' ',
+        t('exchange.schoolConfirmed', {n: schoolConfirmation.version, at: formatTime(schoolConfirmation.at)}))
+        : t('exchange.schoolNotConfirmed')),
+    confirmSchool,
     table([{label: t('queue.student'), cell: r => name[r.student_id] || r.student_id},
-           ...KINDS.map(k => ({label: t(`exchange.kind.${k}`), cell: r => r[k] ? t('exchange.receivedRejected', {received: r[k].received, rejected: r[k].rejected}) : '—'}))],
+           {label: t('exchange.versionLabel'), cell: r => String(r.version)},
+           ...KINDS.map(k => ({label: t(`exchange.kind.${k}`), cell: r => r[k] ? t('exchange.receivedRejected', {received: r[k].received, rejected: r[k].rejected}) : '—'})),
+           {label: t('exchange.confirmation'), cell: confirmedCell}],
           receiptList.items, {empty: t('exchange.noReceipts')}),
     h('h2', {}, t('exchange.disputes')),
     table([{label: t('queue.student'), cell: d => name[d.student_id] || d.student_id},
