@@ -4,7 +4,8 @@ process of its own that fails the first tries:
 windows set → an upload outside its window refused, inside accepted → certification → selection (勾選) →
 submission of the term (course records, cadres) and of the year (selected outcomes) → receipts (收訖明細), the
 student seeing only their own rows, every file's sha256 in them → a dispute (疑義) → the data fixed in records →
-a correction with only the changed row → final (定案) → every later change refused, in every service.
+a correction with only the changed row → confirmation → final (定案) → every later change refused, in every
+service.
 
 Term 11501 (115學年度第1學期) is the term of today's date range, so its windows may lie around now (the city's rules
 keep windows near their term).
@@ -189,6 +190,14 @@ def test_a_school_walks_through_a_whole_term(processes):
     assert correction["rows"].get("course_records") == 1 and not correction["rows"].get("cadres")
     disputes = admin.ok("GET", f"{exchange}/{term_submission['submission_id']}/disputes")["items"]
     assert [(d["dispute_id"], d["state"]) for d in disputes] == [(dispute["dispute_id"], "resolved")]
+
+    # ---- confirmation (收訖明細確認): the student confirms their rows, the school its receipts ----------------------
+    for submission in (term_submission, year_submission):
+        confirmed = student.ok("POST", f"{exchange}/{submission['submission_id']}/confirmations", 201, json={})
+        assert confirmed["student_id"] == student_id and not confirmed["on_behalf"]
+        admin.ok("POST", f"{exchange}/{submission['submission_id']}/confirmations", 201, json={})
+    receipts = student.ok("GET", f"{exchange}/{term_submission['submission_id']}/receipts?version=2")["items"]
+    assert [r["confirmed"]["version"] for r in receipts] == [2]
 
     # ---- final, and nothing changes any more ------------------------------------------------------------------------
     for submission in (term_submission, year_submission):
