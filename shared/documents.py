@@ -41,3 +41,16 @@ def database(service: str):
 def ping(service: str) -> None:
     """Raise if the service's document store does not answer."""
     database(service).command("ping")
+
+
+def by_id(model, key, **expected):
+    """The document of ``model`` whose ``_id`` is ``key`` and whose fields equal ``expected`` (e.g. ``school=``), or None.
+
+    Fetched by ``_id`` alone and compared here. MongoDB answers ``{_id, school}`` from the ``_id`` index anyway, but a
+    planner that takes an index only when it covers every equality of the query (SecantusDB's, in development and
+    tests) scans the whole collection for it: a tenancy-scoped look-up by id must never cost a scan.
+    """
+    document = model.objects(pk=key).first()
+    if document is None or any(getattr(document, field) != value for field, value in expected.items()):
+        return None
+    return document

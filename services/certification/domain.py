@@ -27,6 +27,7 @@ from mongoengine.errors import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 
 from shared.auth import Principal
+from shared.documents import by_id
 from shared.errors import DomainError, field_error
 from shared.events import Envelope, OutcomeSubmitted, SectionFacts
 from shared.finality import refuse_if_year_final
@@ -186,7 +187,7 @@ def record_in_school(principal: Principal, outcome_id: str) -> Certification:
 
 
 def section_in_school(school: str, section_id: str) -> Section | None:
-    return Section.objects(id=section_id, school=school).first()
+    return by_id(Section, section_id, school=school)
 
 
 def active_substitutions(school: str, substitute_id: str, day: str | None = None) -> list[Substitute]:
@@ -314,7 +315,7 @@ def directory(school: str, user_ids) -> dict:
 
 def _known_teacher(school: str, teacher_id: str) -> None:
     """404 unless the user is a member of this school (per the directory) or teaches one of its sections."""
-    if DirectoryUser.objects(id=teacher_id, school=school).first() is None and \
+    if by_id(DirectoryUser, teacher_id, school=school) is None and \
             Section.objects(school=school, teacher_ids=teacher_id).first() is None:
         raise DomainError("not_found", "no such teacher in this school")
 
@@ -395,7 +396,7 @@ def delete_substitute(principal: Principal, substitute_id: str) -> None:
     school = school_of(principal)
     if not principal.has(*STAFF_ROLES):
         raise DomainError("forbidden")
-    assignment = Substitute.objects(id=substitute_id, school=school, deleted_at=None).first()
+    assignment = by_id(Substitute, substitute_id, school=school, deleted_at=None)
     if assignment is None:
         raise DomainError("not_found", "no such substitute assignment")
     assignment.deleted_at, assignment.deleted_by = now(), principal.user_id

@@ -43,6 +43,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.auth import Principal
 from shared.central import package_id
+from shared.documents import by_id
 from shared.errors import DomainError
 from shared.outbox import save_with_events
 from shared.tracing import current_carrier
@@ -89,7 +90,7 @@ def _require(principal: Principal, roles: tuple[str, ...]) -> None:
 
 def get_submission(principal: Principal, school: str, sid: str) -> Submission:
     school_of(principal, school)
-    submission = Submission.objects(id=sid, school=school).first()
+    submission = by_id(Submission, sid, school=school)
     if submission is None:
         raise DomainError("not_found", "no such submission")
     return submission
@@ -314,7 +315,7 @@ def reject_dispute(exchange: Exchange, principal: Principal, school: str, sid: s
     resolution = Resolution(at=at, by=principal.user_id, source=source, reason=reason)
     updated = Dispute.objects(id=dispute_id, submission_id=sid, state="open").update_one(
         set__state="rejected", set__resolution=resolution)
-    dispute = Dispute.objects(id=dispute_id, submission_id=sid).first()
+    dispute = by_id(Dispute, dispute_id, submission_id=sid)
     if dispute is None:
         raise DomainError("not_found", "no such dispute")
     if not updated:

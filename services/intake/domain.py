@@ -27,6 +27,7 @@ from urllib.parse import unquote
 from mongoengine import NotUniqueError, Q
 
 from shared.auth import Principal
+from shared.documents import by_id
 from shared.errors import ERRORS, DomainError, field_error
 from shared.events import WINDOW_NAMES
 from shared.filecheck import DOCUMENT, MEDIA, Inspector, Verdict, clean_file_name, display_name
@@ -78,7 +79,7 @@ def _school_of(principal: Principal, school: str) -> str:
 
 
 def _directory_entry(school: str, user_id: str):
-    return Directory.objects(id=user_id, school=school).first()
+    return by_id(Directory, user_id, school=school)
 
 
 def _homeroom_class(principal: Principal) -> str | None:
@@ -129,7 +130,7 @@ def relation(principal: Principal, item: Item) -> str | None:
 
 
 def visible_item(principal: Principal, model: type[Item], item_id: str) -> Item:
-    item = model.objects(id=item_id, deleted_at=None).first()
+    item = by_id(model, item_id, deleted_at=None)
     if item is None:
         raise DomainError("not_found")
     _school_of(principal, item.school)
@@ -264,7 +265,7 @@ def create_outcome(principal: Principal, section_id: str, brief: str) -> Outcome
                                   active=True).first()
     if enrolment is None:
         raise DomainError("not_enrolled")
-    section = Section.objects(section_id=section_id, school=school).first()
+    section = by_id(Section, section_id, school=school)
     # The section's current code wins: records may have corrected it after the enrolment was announced.
     course_code = (section.course_code if section else None) or enrolment.course_code
     if course_code is None:
@@ -301,7 +302,8 @@ def submit_outcome(principal: Principal, outcome_id: str, submitted_from: str) -
         errors.append(field_error("brief", "missing", "Write a brief.", "請填寫成果簡述。"))
     if errors:
         raise DomainError("validation_failed", "an outcome needs a file and a brief", errors=errors)
-    if Enrolment.objects(enrolment_id=outcome.enrolment_id, active=True).count() == 0:
+    enrolment = Enrolment.objects(enrolment_id=outcome.enrolment_id).only("active").first()  # by _id alone
+    if enrolment is None or not enrolment.active:
         raise DomainError("not_enrolled", "the enrolment was withdrawn")
     outcome.submission += 1
     outcome.status = "submitted"
@@ -585,7 +587,7 @@ def _record(model: type[Item], item_id: str, record: FileRecord, *, item: Item |
     ``item``: the item as loaded just before (its version makes the first write fail if anything changed since)."""
     for attempt in range(RECORD_ATTEMPTS):
         if item is None or attempt > 0:
-            item = model.objects(id=item_id, deleted_at=None).first()
+            item = by_id(model, item_id, deleted_at=None)
         if item is None:
             raise DomainError("not_found", "the item was deleted meanwhile")
         existing = item.file_by_upload_key(record.upload_key)

@@ -21,6 +21,7 @@ from mongoengine.errors import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 
 from shared.auth import Principal
+from shared.documents import by_id
 from shared.errors import DomainError, field_error
 from shared.filecheck import DOCUMENT, Inspector, clean_file_name, display_name
 from shared.finality import refuse_if_term_final
@@ -153,7 +154,7 @@ def visible(model, principal: Principal, school: str, resource: str, record_id: 
     """One record the caller may read: 404 when absent, another tenant's or not theirs; 403 for a role that
     reads none of this kind."""
     seal(principal, school)
-    if model.objects(id=record_id, school=school).only("id").first() is None:
+    if by_id(model, record_id, school=school) is None:
         raise DomainError("not_found")
     flt = read_filter(principal, school, resource)
     record = model.objects(__raw__={"$and": [{"_id": record_id}, flt]}).first()
@@ -278,7 +279,7 @@ def create_section(principal: Principal, school: str, *, term: str, course_code:
 
 def get_section(principal: Principal, school: str, section_id: str) -> Section:
     member(principal, school)
-    section = Section.objects(id=section_id, school=school).first()
+    section = by_id(Section, section_id, school=school)
     if section is None:
         raise DomainError("not_found")
     return section
@@ -351,7 +352,7 @@ def enrol(principal: Principal, school: str, section_id: str, *, student_id: str
 
 def _enrolment(school: str, enrolment_id: str) -> Enrolment:
     """An enrolment about to change (withdrawn, graded): not in a final term."""
-    enrolment = Enrolment.objects(id=enrolment_id, school=school).first()
+    enrolment = by_id(Enrolment, enrolment_id, school=school)
     if enrolment is None:
         raise DomainError("not_found")
     refuse_if_term_final(FinalPeriod, school, enrolment.term)
@@ -540,7 +541,7 @@ def list_basic(model, resource: str, principal: Principal, school: str, *, term:
 
 def delete_basic(model, resource: str, principal: Principal, school: str, record_id: str) -> None:
     writer(principal, school, resource)
-    record = model.objects(id=record_id, school=school).first()
+    record = by_id(model, record_id, school=school)
     if record is None or getattr(record, "removed_at", None) is not None:
         raise DomainError("not_found")
     if model is Achievement and not principal.has("school_admin", record.entered_role or "school_admin"):
@@ -569,7 +570,7 @@ def create_counselling(principal: Principal, school: str, *, student_id: str | N
 def _own_counselling(principal: Principal, school: str, record_id: str) -> CounsellingRecord:
     """A counselling record the caller wrote (only its counsellor changes it)."""
     writer(principal, school, "counselling")
-    record = CounsellingRecord.objects(id=record_id, school=school, counsellor_id=principal.user_id).first()
+    record = by_id(CounsellingRecord, record_id, school=school, counsellor_id=principal.user_id)
     if record is None:
         raise DomainError("not_found")
     return record

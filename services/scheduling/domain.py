@@ -36,6 +36,7 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.auth import Principal
+from shared.documents import by_id
 from shared.errors import ERRORS, DomainError, field_error
 from shared.events import WINDOW_NAMES, EnrolmentCreated, EnrolmentWithdrawn, Envelope, OutcomeSubmitted, WindowClosing
 from shared.outbox import save_with_events
@@ -427,7 +428,7 @@ def list_notifications(principal: Principal, *, unread: bool, limit: int) -> tup
 
 
 def mark_read(principal: Principal, notification_id: str) -> Notification:
-    notification = Notification.objects(id=notification_id, user_id=principal.user_id, school=principal.school).first()
+    notification = by_id(Notification, notification_id, user_id=principal.user_id, school=principal.school)
     if notification is None:
         raise DomainError("not_found", "no such notification")
     if notification.read_at is None:
