@@ -82,6 +82,10 @@ class MotoS3:
 
 
 
+class WaitTimedOut(RuntimeError):
+    """The condition did not come true in time (other errors of the predicate propagate as they are)."""
+
+
 def wait_until(predicate, timeout: float = 120.0, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy (returned) or ``timeout`` seconds pass (raises)."""
     deadline = time.monotonic() + timeout
@@ -90,7 +94,8 @@ def wait_until(predicate, timeout: float = 120.0, what: str = "condition"):
         if value:
             return value
         time.sleep(0.25)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+    raise WaitTimedOut(f"timed out after {timeout}s waiting for {what}")
+
 
 class Platform:
     def __init__(self, *, env: dict | None = None, web: dict | None = None, workers: dict | None = None,
