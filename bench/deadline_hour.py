@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from urllib.parse import unquote, urlparse
 
 import pika
 
@@ -188,20 +190,21 @@ def run(platform: Platform, args) -> dict:
 
 
 def queues_drained(platform: Platform, prefixes: tuple[str, ...], quiet_polls: int = 3, timeout: float = 600.0):
-    """Wait until the queues of these services have held no message for ``quiet_polls`` polls a second apart."""
-    queues = [sub.queue for sub in subscriptions() if sub.queue.startswith(prefixes)]
-    connection = pika.BlockingConnection(pika_parameters(platform.bus_url))
-    try:
-        channel = connection.channel()
-        quiet, deadline = 0, time.monotonic() + timeout
-        while quiet < quiet_polls:
-            if time.monotonic() > deadline:
-                raise WaitTimedOut(f"queues {queues} still busy after {timeout}s")
-            busy = sum(channel.queue_declare(queue, passive=True).method.message_count for queue in queues)
-            quiet = quiet + 1 if busy == 0 else 0
-            time.sleep(1.0)
-    finally:
-        connection.close()
+    """Wait until the queues of these services have held no message, ready or delivered and not yet acked, for
+    ``quiet_polls`` polls a second apart (a passive declare counts only the ready ones: a consumer's prefetched
+    messages would look done)."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while quiet < quiet_polls:
+        if time.monotonic() > deadline:
+            raise WaitTimedOut(f"the queues of {prefixes} still busy after {timeout}s")
+        listing = subprocess.run(["rabbitmqctl", "-q", "--no-table-headers", "list_queues", "-p",
+                                  unquote(urlparse(platform.bus_url).path[1:]) or "/", "name", "messages"],
+                                 check=True, capture_output=True, text=True).stdout
+        busy = sum(int(count) for name, count in (line.split() for line in listing.splitlines() if line.strip())
+                   if name.startswith(prefixes) and not name.endswith(".dlq"))
+        quiet = quiet + 1 if busy == 0 else 0
+        time.sleep(1.0)
 
 
 if __name__ == "__main__":
