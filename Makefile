@@ -54,6 +54,7 @@ bench: $(STAMP)
 	$(PY) -m bench.import_students
 	$(PY) -m bench.upload_throughput
 	$(PY) -m bench.deadline_hour
+	$(PY) -m bench.central_package
 
 ## make dlq-list / make dlq-replay QUEUE=gateway.access-revocation: inspect and replay dead letters (RabbitMQ)
 dlq-list: $(STAMP)
