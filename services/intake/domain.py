@@ -915,7 +915,7 @@ def list_selections(principal: Principal, school: str, year: str, *, offset: int
     _school_of(principal, school)
     if not principal.has(*STAFF_VIEWERS):
         raise DomainError("forbidden")
-    found = Selection.objects(school=school, year=_year(year)).order_by("student_id")
+    found = Selection.objects(school=school, year=_year(year), revision__gte=1).order_by("student_id")
     return found.count(), [_view(s) for s in found.skip(offset).limit(limit)]
 
 
@@ -973,19 +973,32 @@ def put_selection(principal: Principal, year: str, outcome_ids: list[str], perfo
     if selection.pk is not None and selection.revision and list(selection.outcome_ids) == outcome_ids \
             and list(selection.performance_ids) == performance_ids:
         return _view(selection)
+    if selection._created:
+        # A first selection is reserved as an empty document before it is saved, so that the year lock's fence
+        # (lock_selections) covers it: either the lock marks the reservation (the save below then fails its
+        # version check) or the lock was inserted before the reservation and is seen here.
+        selection = _reserve_selection(selection)
+        if selection.locked_at is not None or _year_locked(school, year):
+            raise DomainError("selection_locked")
     selection.outcome_ids, selection.performance_ids = outcome_ids, performance_ids
     selection.revision = (selection.revision or 0) + 1
     selection.updated_at, selection.updated_by = now(), principal.user_id
     try:
         save_with_events(selection, [events.selection_changed(selection, outcomes, performances)])
-    except NotUniqueError:
-        raise DomainError("conflict", "the selection changed at the same moment; reload and try again")
-    if _year_locked(school, year):
-        # The year was locked between the check above and this write: the lock covers this selection too.
-        Selection._get_collection().update_one({"_id": selection.id, "locked_at": None},
-                                               {"$set": {"locked_at": now(), "locked_by": "year-lock"}})
-        selection.reload()
+    except DomainError as exc:
+        if exc.code == "conflict" and _year_locked(school, year):
+            raise DomainError("selection_locked")  # the lock marked it after we read it: it counted the old one
+        raise
     return _view(selection)
+
+
+def _reserve_selection(selection: Selection) -> Selection:
+    """Insert the empty selection (revision 0, nothing announced), or read the one a concurrent save reserved."""
+    try:
+        save_with_events(selection)
+    except NotUniqueError:
+        pass
+    return Selection.objects(id=selection.id).first()
 
 
 def lock_year(principal: Principal, school: str, year: str) -> tuple[YearLock, int]:
@@ -997,20 +1010,45 @@ def lock_year(principal: Principal, school: str, year: str) -> tuple[YearLock, i
 
 def lock_selections(school: str, year: str, locked_by: str, *, announce_again: bool = False) -> tuple[YearLock, int]:
     """Lock every selection of the school year (by the school admin, or on the exchange's year submission,
-    exchange.submission.requested.v1): the lock is one document inserted with its event, so locking twice is one
-    lock (announced again when ``announce_again``: the exchange waits for it); then every selection of the year is
-    marked. The event counts the selections and sums their revisions: the exchange builds the year's package only
-    when its projection holds every one of them at that revision."""
-    revisions = [s.revision or 0 for s in Selection.objects(school=school, year=year).only("revision")]
-    announced = events.selection_locked(school, year, revisions, locked_by)
+    exchange.submission.requested.v1) and announce the count of the year's selections and the sum of their
+    revisions: the exchange builds the year's package only when its projection holds every one of them at that
+    revision, so a selection saved after the count and before the lock would be lost to the package. Hence a fence:
+
+    1. the lock document is inserted (from now on put_selection refuses);
+    2. every selection of the year is marked locked, its version raised (a save that read it before fails its
+       version check and is refused; a first selection is reserved before it is saved, so it is marked here or
+       sees the lock);
+    3. only then are the revisions counted and announced on the lock document.
+
+    Locking again is the same lock; it is announced again when ``announce_again`` (the exchange waits for it) or
+    when an earlier lock stopped before announcing."""
     lock = YearLock(id=f"{school}:{year}", school=school, year=year, locked_at=now(), locked_by=locked_by)
     try:
-        save_with_events(lock, [announced])
+        save_with_events(lock)
     except NotUniqueError:
         lock = YearLock.objects(id=f"{school}:{year}").first()
-        if announce_again:
-            save_with_events(lock, [announced])
-    marked = Selection._get_collection().update_many(
-        {"school": school, "year": year, "locked_at": None},
-        {"$set": {"locked_at": lock.locked_at, "locked_by": lock.locked_by}, "$inc": {"version": 1}})
-    return lock, marked.modified_count
+    mark = {"$set": {"locked_at": lock.locked_at, "locked_by": lock.locked_by}, "$inc": {"version": 1}}
+    selections = Selection._get_collection()
+    newly = selections.update_many({"school": school, "year": year, "locked_at": None, "revision": {"$gte": 1}},
+                                   mark).modified_count
+    selections.update_many({"school": school, "year": year, "locked_at": None}, mark)  # empty reservations
+    if announce_again or lock.students is None:
+        _announce_lock(lock, locked_by, again=announce_again)
+    return lock, newly
+
+
+def _announce_lock(lock: YearLock, locked_by: str, *, again: bool) -> None:
+    for _ in range(5):
+        revisions = [s.revision for s in Selection.objects(school=lock.school, year=lock.year, revision__gte=1)
+                     .only("revision")]
+        lock.students, lock.revisions = len(revisions), sum(revisions)
+        try:
+            save_with_events(lock, [events.selection_locked(lock.school, lock.year, revisions, locked_by)])
+            return
+        except DomainError as exc:  # another lock call announced at the same moment: count again
+            if exc.code != "conflict":
+                raise
+            lock.reload()
+            if lock.students is not None and not again:
+                return
+    raise DomainError("conflict", "the year's lock was being announced by another request; try again")

@@ -173,7 +173,7 @@ class Selection(Aggregate):
     year = StringField(required=True, regex=r"^[0-9]{3}$")
     outcome_ids = ListField(StringField(), default=list)
     performance_ids = ListField(StringField(), default=list)
-    revision = IntField(default=0)
+    revision = IntField(default=0)  # 0: a reservation before the first save (domain.put_selection), no selection yet
     updated_at = DateTimeField(null=True)
     updated_by = StringField(null=True)
     locked_at = DateTimeField(null=True)
@@ -185,8 +185,9 @@ class Selection(Aggregate):
 
 
 class YearLock(Aggregate):
-    """A school year whose selections are locked (``_id`` = <school>:<year>), inserted with its
-    intake.selection.locked.v1: a selection after the lock (by a student who had none yet) is refused too."""
+    """A school year whose selections are locked (``_id`` = <school>:<year>): a selection after the lock (by a
+    student who had none yet, too) is refused. Inserted first, announced (intake.selection.locked.v1, with the count
+    and revisions' sum also kept here) once every selection of the year is marked; see domain.lock_selections."""
 
     meta = {"db_alias": ALIAS, "collection": "year_locks"}
     id = StringField(primary_key=True)
@@ -194,6 +195,8 @@ class YearLock(Aggregate):
     year = StringField(required=True)
     locked_at = DateTimeField(required=True)
     locked_by = StringField(required=True)
+    students = IntField(null=True)   # None: not announced yet
+    revisions = IntField(null=True)
 
 
 class DirectUpload(Document):

@@ -219,3 +219,67 @@ def test_staff_and_the_homeroom_teacher_see_a_students_selection_others_do_not(w
     assert listing["total"] == 1 and listing["items"][0]["student_id"] == "s1"
     problem_of(world.get(f"/api/v1/intake/schools/{A}/selections/{YEAR}", "s1"), 403, "forbidden")
     problem_of(world.get(f"/api/v1/intake/schools/{A}/selections/{YEAR}", "b_admin"), 404, "not_found")
+
+
+# ---- the year lock's fence: no selection saved after the count ------------------------------------------------
+
+def _lock_announcement(world) -> tuple[int, int]:
+    lock = world.raw(YearLock, f"{A}:{YEAR}")
+    [(envelope, payload)] = [parse_event(entry["event"]) for entry in lock["outbox"]]
+    assert envelope.type == "intake.selection.locked.v1"
+    return payload.students, payload.revisions
+
+
+def _saved_selections(world) -> dict[str, int]:
+    return {s.student_id: s.revision for s in Selection.objects(school=A, year=YEAR, revision__gte=1)}
+
+
+def _lock_when(monkeypatch, target, name: str):
+    """Run the year lock (as the exchange's year submission does) the moment put_selection calls ``name``."""
+    from services.intake.domain import lock_selections
+    original = getattr(target, name)
+    done = []
+
+    def then_lock(*args, **kwargs):
+        if not done:
+            done.append(lock_selections(A, YEAR, "exchange", announce_again=True))
+        return original(*args, **kwargs)
+    monkeypatch.setattr(target, name, then_lock)
+    return done
+
+
+def test_a_first_selection_racing_the_lock_before_its_reservation_is_refused(world, monkeypatch):
+    from services.intake import domain
+    (theirs,) = certified(world, 1, user="s2")
+    assert select(world, [theirs], user="s2").status_code == 200
+    (mine,) = certified(world, 1)
+    locked = _lock_when(monkeypatch, domain, "_reserve_selection")  # after every check, before the first write
+    problem_of(select(world, [mine]), 409, "selection_locked")
+    assert locked and _lock_announcement(world) == (1, 1) and _saved_selections(world) == {"s2": 1}
+    assert outbox(world) == []  # nothing of s1's selection was announced
+    assert world.get(SELECTION).get_json()["locked"] is True
+
+
+def test_a_first_selection_racing_the_lock_after_its_reservation_is_refused(world, monkeypatch):
+    from services.intake import events as intake_events
+    (mine,) = certified(world, 1)
+    locked = _lock_when(monkeypatch, intake_events, "selection_changed")  # reserved, about to be saved
+    problem_of(select(world, [mine]), 409, "selection_locked")
+    assert locked and _lock_announcement(world) == (0, 0) and _saved_selections(world) == {}
+    assert outbox(world) == []
+    body = world.get(SELECTION).get_json()
+    assert (body["revision"], body["outcomes"], body["locked"]) == (0, [], True)
+    listing = world.get(f"/api/v1/intake/schools/{A}/selections/{YEAR}", "registrar").get_json()
+    assert listing["total"] == 0  # an empty reservation is no selection
+
+
+def test_a_change_racing_the_lock_is_refused_and_the_counted_revision_stays(world, monkeypatch):
+    from services.intake import events as intake_events
+    first, second = certified(world, 2)
+    assert select(world, [first]).status_code == 200
+    locked = _lock_when(monkeypatch, intake_events, "selection_changed")  # read at revision 1, saving revision 2
+    problem_of(select(world, [first, second]), 409, "selection_locked")
+    assert locked and _lock_announcement(world) == (1, 1) and _saved_selections(world) == {"s1": 1}
+    body = world.get(SELECTION).get_json()
+    assert body["revision"] == 1 and [o["id"] for o in body["outcomes"]] == [first["id"]] and body["locked"]
+    assert [envelope.type for envelope, _ in outbox(world)] == ["intake.selection.changed.v1"]
