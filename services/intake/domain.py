@@ -915,7 +915,7 @@ def list_selections(principal: Principal, school: str, year: str, *, offset: int
     _school_of(principal, school)
     if not principal.has(*STAFF_VIEWERS):
         raise DomainError("forbidden")
-    found = Selection.objects(school=school, year=_year(year), revision__gte=1).order_by("student_id")
+    found = Selection.saved(school=school, year=_year(year)).order_by("student_id")
     return found.count(), [_view(s) for s in found.skip(offset).limit(limit)]
 
 
@@ -1032,16 +1032,15 @@ def lock_selections(school: str, year: str, locked_by: str, *, announce_again: b
     newly = selections.update_many({"school": school, "year": year, "locked_at": None, "revision": {"$gte": 1}},
                                    mark).modified_count
     selections.update_many({"school": school, "year": year, "locked_at": None}, mark)  # empty reservations
-    if announce_again or lock.students is None:
+    if announce_again or lock.announced_at is None:
         _announce_lock(lock, locked_by, again=announce_again)
     return lock, newly
 
 
 def _announce_lock(lock: YearLock, locked_by: str, *, again: bool) -> None:
     for _ in range(5):
-        revisions = [s.revision for s in Selection.objects(school=lock.school, year=lock.year, revision__gte=1)
-                     .only("revision")]
-        lock.students, lock.revisions = len(revisions), sum(revisions)
+        revisions = [s.revision for s in Selection.saved(school=lock.school, year=lock.year).only("revision")]
+        lock.announced_at = now()
         try:
             save_with_events(lock, [events.selection_locked(lock.school, lock.year, revisions, locked_by)])
             return
@@ -1049,6 +1048,6 @@ def _announce_lock(lock: YearLock, locked_by: str, *, again: bool) -> None:
             if exc.code != "conflict":
                 raise
             lock.reload()
-            if lock.students is not None and not again:
+            if lock.announced_at is not None and not again:
                 return
     raise DomainError("conflict", "the year's lock was being announced by another request; try again")

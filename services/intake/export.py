@@ -85,7 +85,7 @@ def portfolio(student) -> dict:
     outcomes = Outcome.objects(school=student.school, student_id=student.id, deleted_at=None).order_by("term", "created_at")
     performances = Performance.objects(school=student.school, student_id=student.id,
                                        deleted_at=None).order_by("year", "start_date", "created_at")
-    selections = Selection.objects(school=student.school, student_id=student.id, revision__gte=1).order_by("year")
+    selections = Selection.saved(school=student.school, student_id=student.id).order_by("year")
     return {
         "format": FORMAT,
         "generated_at": datetime.now(timezone.utc).isoformat(),

@@ -183,11 +183,16 @@ class Selection(Aggregate):
     def key(school: str, student_id: str, year: str) -> str:
         return f"{school}:{student_id}:{year}"
 
+    @classmethod
+    def saved(cls, **filters):
+        """Selections a student saved (revision 1 or more): not the empty reservations put_selection makes first."""
+        return cls.objects(revision__gte=1, **filters)
+
 
 class YearLock(Aggregate):
     """A school year whose selections are locked (``_id`` = <school>:<year>): a selection after the lock (by a
-    student who had none yet, too) is refused. Inserted first, announced (intake.selection.locked.v1, with the count
-    and revisions' sum also kept here) once every selection of the year is marked; see domain.lock_selections."""
+    student who had none yet, too) is refused. Inserted first, announced (intake.selection.locked.v1) once every
+    selection of the year is marked; see domain.lock_selections."""
 
     meta = {"db_alias": ALIAS, "collection": "year_locks"}
     id = StringField(primary_key=True)
@@ -195,8 +200,7 @@ class YearLock(Aggregate):
     year = StringField(required=True)
     locked_at = DateTimeField(required=True)
     locked_by = StringField(required=True)
-    students = IntField(null=True)   # None: not announced yet
-    revisions = IntField(null=True)
+    announced_at = DateTimeField(null=True)  # None: a lock that stopped before announcing; the next call announces
 
 
 class DirectUpload(Document):

@@ -231,7 +231,7 @@ def _lock_announcement(world) -> tuple[int, int]:
 
 
 def _saved_selections(world) -> dict[str, int]:
-    return {s.student_id: s.revision for s in Selection.objects(school=A, year=YEAR, revision__gte=1)}
+    return {s.student_id: s.revision for s in Selection.saved(school=A, year=YEAR)}
 
 
 def _lock_when(monkeypatch, target, name: str):
